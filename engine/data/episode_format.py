@@ -94,7 +94,7 @@ def episode_from_dict(obj: Any, *, file=None, record=None) -> Episode:
     if fmt != FORMAT:
         ctx.fail("format", f"unsupported format {fmt!r} (expected {FORMAT!r})")
     ep_id = ctx.text(obj, "id", "id")
-    ctx.record = ep_id if record is None else record
+    ctx.record = ep_id if record is None else f"{record} (id {ep_id})"
     main = _speaker(ctx, ctx.get(obj, "main", dict, "main"), "main")
     partners = [
         _speaker(ctx, p, f"partners[{i}]")
