@@ -34,6 +34,7 @@ class LoadedLM:
     kind: str
     name: str
     plan: DevicePlan = field(default_factory=DevicePlan)
+    adapter: str | None = None  # the peft adapter loaded on top (directory or hub id), if any
 
     @property
     def has_chat_template(self) -> bool:

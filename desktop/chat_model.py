@@ -1,0 +1,168 @@
+"""A live chat as data: sessions with changing partners, turns, branches, what was stored.
+
+Qt-free and torch-free. The user plays each session's *partner*; the agent is the episode's
+*main speaker* (MiSC, EMMA paper §3: one main speaker across sessions with changing partners).
+Editing a user turn keeps the turns it replaced as a *branch* of that session, never deletes them.
+A chat exports to ``memlab-episode/1`` (bot turns carry the ids of the memories they were given,
+as MiSC memory tags) and to Markdown.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from engine.data.model import Episode, Link, Memory, Session, Speaker, Turn
+
+CHAT_FORMAT = "memlab-chat/1"
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+@dataclass
+class ChatTurn:
+    role: str  # "user" (the partner) or "bot" (the main speaker)
+    text: str
+    memories: list[dict] = field(default_factory=list)  # bot turns: [{id, about, text, session}]
+    cancelled: bool = False
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ChatSession:
+    index: int
+    partner: dict  # {"name", "job"}
+    turns: list[ChatTurn] = field(default_factory=list)
+    branches: list[dict] = field(default_factory=list)  # {"at": turn index, "turns": [ChatTurn dicts], "time"}
+    ended: bool = False
+    stored: dict = field(default_factory=dict)  # the MemoryUpdate at session end
+
+    def partner_speaker(self) -> Speaker:
+        return Speaker(self.partner.get("name", ""), self.partner.get("job", ""))
+
+    def branch_from(self, turn_index: int) -> None:
+        """Move turns ``turn_index``… to a new branch (kept, shown as an earlier version)."""
+        cut = self.turns[turn_index:]
+        if cut:
+            self.branches.append({"at": turn_index, "time": _now(), "turns": [asdict(t) for t in cut]})
+        del self.turns[turn_index:]
+
+    def bot_turns_before(self, turn_index: int) -> int:
+        return sum(1 for t in self.turns[:turn_index] if t.role == "bot")
+
+
+@dataclass
+class ChatDocument:
+    system: str
+    main: dict  # {"name", "job"}
+    id: str = field(default_factory=lambda: "chat-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2))
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    sessions: list[ChatSession] = field(default_factory=list)
+    memory: dict = field(default_factory=dict)  # last memory snapshot (engine_worker.memory_snapshot_dict)
+    agent_state: dict | None = None  # the agent's state after the last session end (to resume)
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def current(self) -> ChatSession | None:
+        return self.sessions[-1] if self.sessions else None
+
+    def main_speaker(self) -> Speaker:
+        return Speaker(self.main.get("name", ""), self.main.get("job", ""))
+
+    def new_session(self, partner: dict) -> ChatSession:
+        s = ChatSession(len(self.sessions), {"name": partner.get("name", ""), "job": partner.get("job", "")})
+        self.sessions.append(s)
+        return s
+
+    def title(self) -> str:
+        partners = []
+        for s in self.sessions:
+            if s.partner["name"] not in partners:
+                partners.append(s.partner["name"])
+        return f"{self.main['name']} ({self.system}) with {', '.join(partners) or 'nobody yet'}"
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["format"] = CHAT_FORMAT
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ChatDocument":
+        if d.get("format") != CHAT_FORMAT:
+            raise ValueError(f"not a saved MemLab chat (format {d.get('format')!r}, expected {CHAT_FORMAT!r})")
+        sessions = []
+        for s in d.get("sessions", []):
+            turns = [ChatTurn(**t) for t in s.get("turns", [])]
+            sessions.append(ChatSession(s["index"], dict(s["partner"]), turns, list(s.get("branches", [])),
+                                        bool(s.get("ended")), dict(s.get("stored", {}))))
+        return cls(d["system"], dict(d["main"]), d["id"], d.get("created", ""), d.get("updated", ""), sessions,
+                   dict(d.get("memory", {})), d.get("agent_state"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+
+    # -- export ------------------------------------------------------------------------------
+    def to_episode(self) -> Episode:
+        """The chat as a ``memlab-episode/1`` episode (current branch; memories and links as stored)."""
+        main = self.main_speaker()
+        partners: list[Speaker] = []
+        sessions = []
+        turn_ids = set()
+        for s in self.sessions:
+            p = s.partner_speaker()
+            if all(q.name != p.name for q in partners):
+                partners.append(p)
+            turns = []
+            for k, t in enumerate(s.turns):
+                tid = f"s{s.index}t{k}"
+                turn_ids.add(tid)
+                turns.append(Turn(tid, main.name if t.role == "bot" else p.name, t.text,
+                                  [m["id"] for m in t.memories if "id" in m]))
+            sessions.append(Session(s.index, p, "", turns))
+        known_sessions = {s.index for s in self.sessions}
+        memories = [Memory(m["id"], main.name, m.get("about", ""), m.get("text", ""), int(m.get("session", 0)),
+                           [t for t in m.get("source_turns", []) if t in turn_ids])
+                    for m in self.memory.get("memories", []) if not m.get("deleted")
+                    and int(m.get("session", 0)) in known_sessions]
+        ids = {m.id for m in memories}
+        speakers = {main.name} | {p.name for p in partners}
+        memories = [m for m in memories if m.about in speakers]
+        ids = {m.id for m in memories}
+        for s in sessions:
+            for t in s.turns:
+                t.memory_ids = [i for i in t.memory_ids if i in ids]
+        links = [Link(l["src"], l["dst"], l.get("kind", "related")) for l in self.memory.get("links", [])
+                 if l["src"] in ids and l["dst"] in ids]
+        return Episode(self.id, main, partners, sessions, memories, links, "live-chat",
+                       {"system": self.system, "created": self.created, "updated": self.updated})
+
+    def to_markdown(self) -> str:
+        main = self.main_speaker()
+        out = [f"# Chat: {main.label()} — {self.system}", "", f"Started {self.created}, last saved {self.updated}.", ""]
+        for s in self.sessions:
+            p = s.partner_speaker()
+            out += [f"## Session {s.index + 1} with {p.label()}", ""]
+            for t in s.turns:
+                who = main.name if t.role == "bot" else p.name
+                note = " *(stopped)*" if t.cancelled else ""
+                out.append(f"**{who}:** {t.text}{note}")
+                if t.memories:
+                    out.append("")
+                    out += [f"> memory given: {m.get('text', '')} *(about {m.get('about', '?')})*" for m in t.memories]
+                out.append("")
+            if s.branches:
+                out.append(f"*{len(s.branches)} earlier branch(es) of this session kept in the saved chat.*")
+                out.append("")
+            stored = s.stored.get("memories", []) if s.stored else []
+            if stored:
+                out += ["**Stored at the end of the session:**", ""]
+                out += [f"- {m.get('text', '')} *(about {m.get('about', '?')})*" for m in stored]
+                out.append("")
+        return "\n".join(out)

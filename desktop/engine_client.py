@@ -1,0 +1,311 @@
+"""The UI side of the engine worker: send requests, pump replies, restart after a crash.
+
+The worker (:mod:`desktop.engine_worker`) is a ``multiprocessing`` *spawn* process, so model code
+never runs in the UI process and a native crash or out-of-memory kill takes down only the worker.
+Replies are pumped by a ``QSocketNotifier`` on the pipe (a ``QTimer`` poll where the pipe has no
+socket), never by a blocking ``recv``; each pump drains at most a few milliseconds of messages so
+a fast token stream cannot stall the UI thread.
+
+After a crash every pending request fails with a message that says what happened, the worker is
+started again, and the agents are re-created from the last state the client saw (the state after
+the last session end or load), so the user can carry on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
+
+PUMP_BUDGET_S = 0.008  # at most this long per pump, then yield back to the event loop
+MAX_RESTARTS = 3  # within RESTART_WINDOW_S; more means something is wrong with the models
+RESTART_WINDOW_S = 120.0
+
+
+@dataclass
+class _Pending:
+    op: str
+    on_done: Callable | None = None
+    on_error: Callable | None = None
+    on_token: Callable | None = None
+    on_progress: Callable | None = None
+    fields: dict = field(default_factory=dict)
+
+
+def _exit_text(code) -> str:
+    if code is None:
+        return "the engine worker stopped"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed — often the system ran out of memory)" if name == "SIGKILL" else ""
+        return f"the engine worker was stopped by {name}{hint}"
+    return f"the engine worker exited with code {code}"
+
+
+class EngineClient(QObject):
+    """Talks to one engine worker process; see :mod:`desktop.engine_worker` for the protocol."""
+
+    state_changed = Signal(str, str)  # state ("stopped"|"starting"|"ready"|"busy"|"restarting"|"failed"), detail
+    info_changed = Signal(dict)
+    crashed = Signal(str)  # what happened, for the status bar
+    request_failed = Signal(str, str)  # op, message — every failed request (pages also get their callback)
+
+    def __init__(self, config: dict, parent: QObject | None = None):
+        super().__init__(parent)
+        self.config = dict(config)
+        self._proc = None
+        self._conn = None
+        self._notifier = None
+        self._next_id = 1
+        self._pending: dict[int, _Pending] = {}
+        self._agents: dict[str, dict] = {}  # agent → {"create": msg, "session": msg, "state": dict}
+        self._crash_times: list[float] = []
+        self._closing = False
+        self.state = "stopped"
+        self.last_pump_s = 0.0  # the longest single pump so far (bench/ui.py reads it)
+        self._watchdog = QTimer(self)
+        self._watchdog.setInterval(250)
+        self._watchdog.timeout.connect(self._check_alive)
+        self._poll = QTimer(self)
+        self._poll.setInterval(10)
+        self._poll.timeout.connect(self._pump)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def start(self) -> None:
+        if self.is_running():
+            return
+        from desktop.engine_worker import worker_main  # torch-free module; the child imports the engine
+
+        ctx = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=worker_main, args=(child_conn, dict(self.config)),
+                                 name="memlab-engine", daemon=True)
+        self._proc.start()
+        child_conn.close()
+        self._conn = parent_conn
+        if sys.platform != "win32":
+            self._notifier = QSocketNotifier(parent_conn.fileno(), QSocketNotifier.Type.Read, self)
+            self._notifier.activated.connect(self._pump)
+        else:
+            self._poll.start()
+        self._watchdog.start()
+        self._set_state("starting", "starting the engine worker")
+
+    def shutdown(self, timeout: float = 3.0) -> None:
+        """Stop the worker (asks nicely, then terminates)."""
+        self._closing = True
+        self._teardown_pipe(send_shutdown=True)
+        if self._proc is not None:
+            self._proc.join(timeout)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(1.0)
+        self._proc = None
+        self._set_state("stopped", "")
+        self._closing = False
+
+    def set_config(self, config: dict) -> None:
+        """New model paths: restart the worker and re-create the agents on the new models."""
+        self.config = dict(config)
+        if self._proc is None:
+            return
+        self._fail_pending("the models were changed; the engine worker restarted")
+        self.shutdown()
+        self._restart_and_replay()
+
+    def _teardown_pipe(self, send_shutdown=False):
+        self._watchdog.stop()
+        self._poll.stop()
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+            self._notifier.deleteLater()
+            self._notifier = None
+        if self._conn is not None:
+            if send_shutdown:
+                try:
+                    self._conn.send({"op": "shutdown", "id": 0})
+                except (OSError, ValueError):
+                    pass
+            self._conn.close()
+            self._conn = None
+
+    # -- requests ----------------------------------------------------------------------------
+    def request(self, op: str, *, on_done=None, on_error=None, on_token=None, on_progress=None, **fields) -> int:
+        """Send one request; the callbacks run on the UI thread as replies arrive. Returns its id."""
+        if not self.is_running():
+            self.start()
+        rid = self._next_id
+        self._next_id += 1
+        self._pending[rid] = _Pending(op, on_done, on_error, on_token, on_progress, dict(fields))
+        self._remember(op, fields)
+        self._send({"op": op, "id": rid, **fields})
+        self._set_state("busy", op)
+        return rid
+
+    def cancel(self, agent: str) -> None:
+        """Stop the agent's running generation at its next token."""
+        if self.is_running():
+            self._send({"op": "cancel", "id": 0, "agent": agent})
+
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def known_agent_state(self, agent: str) -> dict | None:
+        return (self._agents.get(agent) or {}).get("state")
+
+    def _send(self, msg: dict) -> None:
+        try:
+            self._conn.send(msg)
+        except (OSError, ValueError, AttributeError):
+            QTimer.singleShot(0, self._check_alive)
+
+    def _remember(self, op, fields):
+        """Keep what is needed to rebuild an agent after a restart."""
+        name = fields.get("agent")
+        if op == "create_agent":
+            self._agents[name] = {"create": dict(fields), "session": None, "state": None, "turns": []}
+        elif op == "drop_agent":
+            self._agents.pop(name, None)
+        elif op == "start_session" and name in self._agents:
+            self._agents[name]["session"] = dict(fields)
+            self._agents[name]["turns"] = []
+        elif op == "rewind" and name in self._agents:
+            log = self._agents[name]["turns"]
+            users = [i for i, t in enumerate(log) if t["role"] == "user"]
+            k = int(fields.get("turn", 0))
+            del log[users[k] if k < len(users) else len(log):]
+        elif op == "load_state" and name in self._agents:
+            self._agents[name]["state"] = fields.get("state")
+
+    # -- replies -----------------------------------------------------------------------------
+    def _pump(self, *_):
+        if self._conn is None:
+            return
+        start = time.perf_counter()
+        try:
+            while self._conn is not None and self._conn.poll():
+                msg = self._conn.recv()
+                self._dispatch(msg)
+                if time.perf_counter() - start > PUMP_BUDGET_S:
+                    if self._notifier is None:
+                        break
+                    # more may be waiting: the notifier fires again only on new data, so come back soon
+                    QTimer.singleShot(0, self._pump)
+                    break
+        except (EOFError, OSError):
+            self._on_worker_lost()
+        self.last_pump_s = max(self.last_pump_s, time.perf_counter() - start)
+
+    def _dispatch(self, msg: dict) -> None:
+        kind = msg.get("kind")
+        if kind == "hello":
+            self._set_state("busy" if self._pending else "ready", f"engine worker pid {msg.get('pid')}")
+            return
+        p = self._pending.get(msg.get("id"))
+        if kind == "token":
+            if p and p.on_token:
+                p.on_token(msg.get("text", ""))
+            return
+        if kind == "progress":
+            if p and p.on_progress:
+                p.on_progress(msg.get("label", ""), msg.get("done", 0.0), msg.get("total", 0.0))
+            return
+        self._pending.pop(msg.get("id"), None)
+        if kind == "result":
+            result = msg.get("result")
+            if msg.get("op") in ("info", "load", "set_config") and isinstance(result, dict):
+                self.info_changed.emit(result)
+            elif msg.get("op") == "prepare_models" and isinstance(result, dict) and "info" in result:
+                self.info_changed.emit(result["info"])
+            if msg.get("op") == "respond" and p and isinstance(result, dict) and not result.get("cancelled"):
+                rec = self._agents.get(p.fields.get("agent"))
+                if rec is not None and result.get("reply"):
+                    rec["turns"] += [{"role": "user", "text": p.fields.get("text", "")},
+                                     {"role": "bot", "text": result["reply"], "memory_ids": result.get("memory_ids", [])}]
+            if msg.get("op") == "end_session" and p and isinstance(result, dict):
+                name = p.fields.get("agent")
+                if name in self._agents:
+                    self._agents[name]["state"] = result.get("state")
+                    self._agents[name]["session"] = None
+                    self._agents[name]["turns"] = []
+            if p and p.on_done:
+                p.on_done(result)
+        elif kind == "error":
+            self.request_failed.emit(str(msg.get("op")), msg.get("message", "engine error"))
+            if p and p.on_error:
+                p.on_error(msg.get("message", "engine error"))
+        if not self._pending and self.state == "busy":
+            self._set_state("ready", "")
+
+    # -- crashes -----------------------------------------------------------------------------
+    def _check_alive(self):
+        if self._proc is not None and not self._proc.is_alive() and not self._closing:
+            self._pump()  # read what it managed to say before dying
+            self._on_worker_lost()
+
+    def _on_worker_lost(self):
+        if self._closing or self._proc is None:
+            return
+        self._proc.join(0.5)
+        what = _exit_text(self._proc.exitcode)
+        self._teardown_pipe()
+        self._proc = None
+        self._fail_pending(f"{what}; the turn was stopped and the engine is restarting")
+        now = time.monotonic()
+        self._crash_times = [t for t in self._crash_times if now - t < RESTART_WINDOW_S] + [now]
+        if len(self._crash_times) > MAX_RESTARTS:
+            self._set_state("failed", f"{what}; it crashed {len(self._crash_times)} times in "
+                                      f"{RESTART_WINDOW_S:.0f} s, so it was not restarted (check the Models page)")
+            self.crashed.emit(self.state)
+            return
+        self.crashed.emit(what)
+        self._set_state("restarting", what)
+        self._restart_and_replay()
+
+    def _fail_pending(self, message: str):
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if p.on_error:
+                p.on_error(message)
+
+    def _restart_and_replay(self):
+        self.start()
+        for name, rec in list(self._agents.items()):
+            self._send_quiet("create_agent", rec["create"])
+            if rec.get("state") is not None:
+                self._send_quiet("load_state", {"agent": name, "state": rec["state"]})
+            if rec.get("session") is not None:
+                self._send_quiet("start_session", rec["session"])
+                if rec.get("turns"):
+                    main = (rec["create"].get("main") or {}).get("name", "")
+                    partner = (rec["session"].get("partner") or {}).get("name", "")
+                    turns = [{"speaker": main if t["role"] == "bot" else partner, "text": t["text"],
+                              "memory_ids": t.get("memory_ids", [])} for t in rec["turns"]]
+                    self._send_quiet("restore_turns", {"agent": name, "turns": turns})
+
+    def _send_quiet(self, op, fields):
+        rid = self._next_id
+        self._next_id += 1
+        self._pending[rid] = _Pending(op, fields=dict(fields))
+        self._send({"op": op, "id": rid, **fields})
+
+    def _set_state(self, state: str, detail: str) -> None:
+        if state != self.state or detail:
+            self.state = state
+            self.state_changed.emit(state, detail)

@@ -1,0 +1,406 @@
+"""The engine worker: a separate process that loads the models and runs the agents.
+
+The desktop app never runs model code in its own process (DESIGN.md: "the UI thread never blocks on
+models"; issue 5: a worker crash or out-of-memory ends the turn, not the app). The parent talks to
+:func:`worker_main` over a ``multiprocessing`` pipe with small dict messages.
+
+Requests (parent → worker), each with an integer ``id``::
+
+    {"op": "info"}                                   → result: torch/CUDA/device facts, loaded models
+    {"op": "load"}                                   → loads the configured LM + encoder (progress), result: info
+    {"op": "prepare_models"}                         → builds the embedded default (progress), result: paths
+    {"op": "create_agent", "agent": A, "system": S, "main": {name, job}, "options": {...}}
+    {"op": "start_session", "agent": A, "partner": {name, job}, "index": i}
+    {"op": "respond", "agent": A, "text": T}        → token messages, then result: the turn record
+    {"op": "rewind", "agent": A, "turn": k}          → forget this session's turns from the k-th user turn on
+    {"op": "restore_turns", "agent": A, "turns": [...]} → put the session log back after a restart
+    {"op": "end_session", "agent": A}               → progress, result: memory update + memory snapshot
+    {"op": "state" | "memory", "agent": A}          → result: state dict | memory snapshot dict
+    {"op": "load_state", "agent": A, "state": {...}}
+    {"op": "edit_memory", "agent": A, "memory": id, "text": T} / {"op": "delete_memory", ...}
+    {"op": "cancel", "agent": A}                     (handled at once, by the reader thread)
+    {"op": "shutdown"}
+
+Replies (worker → parent): ``{"kind": "token"|"progress"|"result"|"error", "id": ..., ...}`` and one
+``{"kind": "hello", "pid": ...}`` at start. An exception inside a request becomes an ``error``
+reply; the worker keeps running. Out-of-memory errors are reported as such.
+
+This module imports no torch at import time; the engine is imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+
+
+def _speaker(d):
+    from engine.data.model import Speaker
+
+    return Speaker(str(d.get("name", "")), str(d.get("job", "")))
+
+
+def _plan_dict(plan) -> dict:
+    if plan is None:
+        return {}
+    return {"device": getattr(plan, "device", "?"), "dtype": getattr(plan, "dtype", "?"),
+            "load_in_4bit": bool(getattr(plan, "load_in_4bit", False)),
+            "reasons": list(getattr(plan, "reasons", []) or [])}
+
+
+def _find_store(agent):
+    """The agent's egocentric memory store (engine.memory), or None for memory-less systems."""
+    for name in ("memory", "store", "memories"):
+        store = getattr(agent, name, None)
+        if store is not None and hasattr(store, "graph"):
+            return store
+    return None
+
+
+def memory_snapshot_dict(agent) -> dict:
+    """The agent's memories and links as plain data (``desktop.memory_snapshot`` reads it).
+
+    Uses the ``engine.memory.MemoryStore`` API: live memories (tombstones excluded), their version
+    history (``created``/``edit``/``delete``/``restore`` entries), and the links of ``graph()``
+    (newer → older, attribute ``kind``).
+    """
+    store = _find_store(agent)
+    out = {"owner": getattr(getattr(agent, "main", None), "name", "") or getattr(store, "owner", ""),
+           "memories": [], "links": []}
+    if store is None:
+        return out
+    g = store.graph()
+    for node, attrs in g.nodes(data=True):
+        rec = {"id": str(node), "about": str(attrs.get("about", "")), "session": int(attrs.get("session", 0) or 0),
+               "text": str(attrs.get("text", "")), "source_turns": [], "versions": [],
+               "deleted": bool(attrs.get("deleted", False))}
+        if hasattr(store, "get"):
+            rec["source_turns"] = [str(t) for t in getattr(store.get(node), "source_turns", []) or []]
+        if hasattr(store, "history"):
+            rec["versions"] = [{k: v for k, v in h.items() if isinstance(v, (str, int, float, bool, type(None)))}
+                               for h in store.history(node)]
+        out["memories"].append(rec)
+    for src, dst, attrs in g.edges(data=True):
+        out["links"].append({"src": str(src), "dst": str(dst), "kind": str(attrs.get("kind", "related"))})
+    return out
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+class _Worker:
+    def __init__(self, conn, config: dict):
+        self.conn = conn
+        self.config = dict(config)
+        self.lm = None
+        self.encoder = None
+        self.retriever = None  # the published EMMA retriever checkpoint, when configured
+        self.agents: dict = {}
+        self.cancels: dict[str, threading.Event] = {}
+        self.inbox: queue.Queue = queue.Queue()
+        self.send_lock = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def send(self, msg: dict) -> None:
+        with self.send_lock:
+            self.conn.send(msg)
+
+    def reader(self) -> None:
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                self.inbox.put({"op": "shutdown", "id": -1})
+                return
+            if msg.get("op") == "cancel":
+                ev = self.cancels.get(msg.get("agent"))
+                if ev is not None:
+                    ev.set()
+                continue
+            self.inbox.put(msg)
+            if msg.get("op") == "shutdown":
+                return
+
+    def run(self) -> None:
+        threading.Thread(target=self.reader, daemon=True, name="memlab-worker-reader").start()
+        self.send({"kind": "hello", "pid": os.getpid()})
+        while True:
+            msg = self.inbox.get()
+            op, rid = msg.get("op"), msg.get("id")
+            if op == "shutdown":
+                return
+            handler = getattr(self, "op_" + str(op), None)
+            if handler is None:
+                self.send({"kind": "error", "id": rid, "op": op, "message": f"unknown request {op!r}"})
+                continue
+            try:
+                result = handler(msg, rid)
+                self.send({"kind": "result", "id": rid, "op": op, "result": result})
+            except Exception as exc:  # noqa: BLE001 — every failure goes back as a message
+                if _is_oom(exc):
+                    message = f"out of memory during {op}: {exc}. The turn was stopped; free memory or use a smaller model."
+                    self._free_cuda()
+                else:
+                    message = f"{type(exc).__name__}: {exc}"
+                self.send({"kind": "error", "id": rid, "op": op, "message": message,
+                           "traceback": traceback.format_exc(limit=6)})
+
+    def progress(self, rid):
+        def report(*args, **kw):
+            # Accepts progress(done, total), progress(label, done, total) or progress(fraction).
+            label, done, total = kw.get("label", ""), kw.get("done", 0), kw.get("total", 0)
+            nums = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+            strs = [a for a in args if isinstance(a, str)]
+            if strs:
+                label = strs[0]
+            if len(nums) >= 2:
+                done, total = nums[0], nums[1]
+            elif len(nums) == 1:
+                done, total = (nums[0] * 1000, 1000) if nums[0] <= 1 else (nums[0], 0)
+            self.send({"kind": "progress", "id": rid, "label": str(label), "done": float(done), "total": float(total)})
+
+        return report
+
+    @staticmethod
+    def _free_cuda():
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def agent(self, msg):
+        name = msg.get("agent")
+        if name not in self.agents:
+            raise KeyError(f"no agent {name!r} in the engine worker (create it first)")
+        return self.agents[name]
+
+    # -- requests ----------------------------------------------------------------------------
+    def op_ping(self, msg, rid):
+        return {"pid": os.getpid()}
+
+    def op_crash(self, msg, rid):
+        """Test hook: die the way a native crash would (no cleanup, no reply)."""
+        os._exit(int(msg.get("code", 3)))
+
+    def op_set_config(self, msg, rid):
+        new = dict(msg.get("config", {}))
+        if any(new.get(k) != self.config.get(k) for k in ("lm", "encoder", "load_in_4bit")):
+            self.lm = self.encoder = self.retriever = None
+            self.agents.clear()
+        self.config = new
+        return self.op_info(msg, rid)
+
+    def op_info(self, msg, rid):
+        import importlib.util
+
+        info = {"pid": os.getpid(), "python": sys.version.split()[0], "torch": None, "cuda": False,
+                "gpu": "", "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None,
+                "config": self.config, "lm": None, "encoder": None, "defaults": {}, "agents": sorted(self.agents)}
+        try:
+            import torch
+
+            info["torch"] = torch.__version__
+            info["cuda"] = bool(torch.cuda.is_available())
+            if info["cuda"]:
+                info["gpu"] = torch.cuda.get_device_name(0)
+        except ImportError:
+            pass
+        for label, loaded in (("lm", self.lm), ("encoder", self.encoder)):
+            if loaded is not None:
+                info[label] = {"name": getattr(loaded, "name", ""), "kind": getattr(loaded, "kind", ""),
+                               "plan": _plan_dict(getattr(loaded, "plan", None))}
+        try:
+            from engine.backbones import embedded
+
+            info["defaults"] = embedded.default_status()
+        except Exception as exc:  # noqa: BLE001 — shown on the Models page
+            info["defaults"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return info
+
+    def op_load(self, msg, rid):
+        from engine.backbones import loading
+
+        report = self.progress(rid)
+        lm_id = self.config.get("lm") or ""
+        enc_id = self.config.get("encoder") or ""
+        if not lm_id or not enc_id:
+            from engine.backbones import embedded
+
+            lm_id = lm_id or str(embedded.default_lm_path())
+            enc_id = enc_id or str(embedded.default_encoder_path())
+        if self.lm is None:
+            report("loading language model " + os.path.basename(lm_id.rstrip("/")), 0, 3)
+            self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")),
+                                      adapter=self.config.get("emma_adapter") or None)
+        if self.encoder is None:
+            report("loading encoder " + os.path.basename(enc_id.rstrip("/")), 1, 3)
+            self.encoder = loading.load_encoder(enc_id)
+        if self.retriever is None and self.config.get("retriever"):
+            from engine.systems.emma.retriever import load_retriever_checkpoint
+
+            report("loading EMMA retriever checkpoint", 2, 3)
+            self.retriever = load_retriever_checkpoint(self.config["retriever"], enc_id)
+        report("models loaded", 3, 3)
+        return self.op_info(msg, rid)
+
+    def op_prepare_models(self, msg, rid):
+        from engine.backbones import embedded
+
+        result = embedded.prepare_default_models(progress=self.progress(rid))
+        return {"result": str(result) if result is not None else "", "info": self.op_info(msg, rid)}
+
+    def op_create_agent(self, msg, rid):
+        if self.lm is None or self.encoder is None:
+            self.op_load(msg, rid)
+        from engine.systems.registry import make_agent
+
+        options = dict(msg.get("options") or {})
+        system = msg["system"]
+        if system in ("emma", "rag") and self.retriever is not None and "retriever" not in options:
+            options["retriever"] = self.retriever
+        agent = make_agent(system, self.lm, self.encoder, **options)
+        agent.main = _speaker(msg.get("main") or {"name": "Me"})
+        self.agents[msg["agent"]] = agent
+        describe = agent.describe() if hasattr(agent, "describe") else {}
+        return {"agent": msg["agent"], "system": system, "describe": _plain(describe)}
+
+    def op_drop_agent(self, msg, rid):
+        self.agents.pop(msg.get("agent"), None)
+        return {}
+
+    def op_start_session(self, msg, rid):
+        agent = self.agent(msg)
+        main = _speaker(msg["main"]) if msg.get("main") else agent.main
+        agent.start_session(main, _speaker(msg["partner"]), int(msg["index"]))
+        return {"index": int(msg["index"])}
+
+    def op_respond(self, msg, rid):
+        name = msg["agent"]
+        agent = self.agent(msg)
+        cancel = threading.Event()
+        self.cancels[name] = cancel
+        pieces = []
+        started = time.perf_counter()
+        cancelled = False
+        try:
+            for piece in agent.respond(msg["text"], cancel):
+                pieces.append(piece)
+                self.send({"kind": "token", "id": rid, "agent": name, "text": piece})
+                if cancel.is_set():
+                    cancelled = True
+                    break
+        except Exception as exc:
+            if type(exc).__name__ == "Cancelled":
+                cancelled = True
+            else:
+                raise
+        finally:
+            self.cancels.pop(name, None)
+        rec = getattr(agent, "last_turn", None)
+        memory_ids = list(getattr(rec, "memory_ids", []) or [])
+        reply = getattr(rec, "reply", None) if rec is not None and not cancelled else None
+        given = []
+        if memory_ids:
+            snap = {m["id"]: m for m in memory_snapshot_dict(agent)["memories"]}
+            given = [snap.get(mid, {"id": mid, "about": "", "text": "", "session": -1}) for mid in memory_ids]
+        return {"agent": name, "reply": reply if reply is not None else "".join(pieces),
+                "memory_ids": memory_ids, "memories": given,
+                "cancelled": bool(cancelled or getattr(rec, "cancelled", False)),
+                "seconds": time.perf_counter() - started}
+
+    def op_rewind(self, msg, rid):
+        """Forget the session's turns from the ``turn``-th user turn on (regenerate / edit a turn).
+
+        Agents on the shared chat skeleton (``engine.systems.chat_agent.ChatAgent``) keep the
+        session log in ``agent.turns``; the later turns stay in the app as a branch.
+        """
+        agent = self.agent(msg)
+        k = int(msg["turn"])
+        turns = getattr(agent, "turns", None)
+        if not isinstance(turns, list):
+            raise TypeError(f"agent {type(agent).__name__} cannot rewind a session")
+        partner = getattr(agent.partner, "name", None)
+        user_positions = [i for i, t in enumerate(turns) if t.speaker == partner]
+        if not 0 <= k <= len(user_positions):
+            raise IndexError(f"turn {k} is not in this session (it has {len(user_positions)} user turns)")
+        cut = user_positions[k] if k < len(user_positions) else len(turns)
+        del turns[cut:]
+        return {"turn": k, "kept": cut}
+
+    def op_restore_turns(self, msg, rid):
+        """Put back this session's turns after a worker restart (the app keeps the transcript)."""
+        from engine.data.model import Turn
+
+        agent = self.agent(msg)
+        if not isinstance(getattr(agent, "turns", None), list):
+            return {"restored": 0}
+        agent.turns[:] = [Turn(f"s{agent.session_index}t{i}", t["speaker"], t["text"], list(t.get("memory_ids", [])))
+                          for i, t in enumerate(msg.get("turns", []))]
+        return {"restored": len(agent.turns)}
+
+    def op_end_session(self, msg, rid):
+        agent = self.agent(msg)
+        update = agent.end_session(progress=self.progress(rid))
+        return {"update": update.to_dict() if hasattr(update, "to_dict") else _plain(update),
+                "memory": memory_snapshot_dict(agent), "state": _plain(agent.state())}
+
+    def op_state(self, msg, rid):
+        return _plain(self.agent(msg).state())
+
+    def op_load_state(self, msg, rid):
+        agent = self.agent(msg)
+        agent.load_state(msg["state"])
+        return {"memory": memory_snapshot_dict(agent)}
+
+    def op_memory(self, msg, rid):
+        return memory_snapshot_dict(self.agent(msg))
+
+    def op_edit_memory(self, msg, rid):
+        agent = self.agent(msg)
+        store = _find_store(agent)
+        if store is None:
+            raise ValueError(f"agent {msg['agent']!r} keeps no egocentric memory")
+        store.edit(msg["memory"], msg["text"])
+        return memory_snapshot_dict(agent)
+
+    def op_delete_memory(self, msg, rid):
+        agent = self.agent(msg)
+        store = _find_store(agent)
+        if store is None:
+            raise ValueError(f"agent {msg['agent']!r} keeps no egocentric memory")
+        store.delete(msg["memory"])
+        return memory_snapshot_dict(agent)
+
+
+def _plain(obj):
+    """Make ``obj`` picklable without engine classes (the parent must not need torch to read it)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool, type(None), bytes)):
+        return obj
+    if hasattr(obj, "tolist"):  # numpy / torch arrays
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _plain(asdict(obj))
+    return str(obj)
+
+
+def worker_main(conn, config: dict) -> None:
+    """Entry point of the worker process (``multiprocessing`` spawn target)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _Worker(conn, config).run()

@@ -1,0 +1,215 @@
+"""``memlab chat``: live mixed-session chat in the terminal, or a scripted chat printed as JSON.
+
+    memlab chat --agent emma --main "Alice:teacher" --partner "Bob:student"
+    memlab chat --agent rag --main "Alice:teacher" --script chat.txt --json
+
+Commands while chatting: ``/partner NAME:JOB`` ends the session (showing what was stored) and starts
+the next one with that partner; ``/memory`` prints memories and links; ``/save FILE``; ``/quit``.
+A script has one user line per line; ``/partner`` lines are allowed; blank lines and ``#`` comments
+are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.data.model import Speaker
+
+AGENTS = ("emma", "no-memory", "full-history", "summary", "rag")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("chat", help="chat with an agent in the terminal (mixed-session: /partner switches)",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--agent", choices=AGENTS, default="emma")
+    p.add_argument("--main", default="Alice:teacher", help='the agent\'s own speaker, "NAME:JOB"')
+    p.add_argument("--partner", help='first session\'s partner, "NAME:JOB"')
+    p.add_argument("--lm", help="generator: HF id or directory (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--encoder", help="sentence encoder (default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--adapter", help="LoRA adapter directory for the generator (e.g. a trained EMMA adapter)")
+    p.add_argument("--retriever", help="EMMA retriever checkpoint (.safetensors with dialogue_encoder./memory_encoder. keys)")
+    p.add_argument("--resume", help="continue a chat saved with /save")
+    p.add_argument("--script", help="run the user lines of FILE instead of reading the terminal")
+    p.add_argument("--json", action="store_true", help="with --script: print one JSON document")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _default_lm() -> str:
+    from engine.backbones.embedded import check_prepared, default_lm_path
+    from engine.backbones.types import ModelNotFoundError
+
+    ok, why = check_prepared()
+    if not ok:
+        raise ModelNotFoundError(f"the embedded default generator is not prepared ({why}); "
+                                 "run `memlab models prepare` or pass --lm")
+    return str(default_lm_path())
+
+
+def build_agent(args):
+    """Load the models named by ``args`` (defaults: the embedded pair) and build the agent."""
+    from engine.backbones.embedded import default_encoder_path
+    from engine.backbones.loading import load_encoder, load_lm
+    from engine.systems.generation import GenerationSettings
+    from engine.systems.registry import NEEDS_ENCODER, make_agent
+
+    lm = load_lm(args.lm or _default_lm(), adapter=args.adapter, device=args.device)
+    _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
+    for r in lm.plan.reasons:
+        _err(f"  - {r}")
+    opts = {"settings": GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
+                                           seed=args.seed)}
+    encoder = None
+    if args.agent in NEEDS_ENCODER:
+        base = args.encoder or str(default_encoder_path())
+        if args.retriever:
+            from engine.systems.emma.retriever import load_retriever_checkpoint
+
+            opts["retriever"] = load_retriever_checkpoint(args.retriever, base, device=args.device)
+            _err(f"retriever: {args.retriever} on the {base} architecture")
+        else:
+            encoder = load_encoder(base, device=args.device)
+            _err(f"encoder: {encoder.name} on {encoder.plan.summary()}")
+    return make_agent(args.agent, lm, encoder, **opts)
+
+
+def _print_update(update, out) -> None:
+    if update is None:
+        return
+    print(f"— session ended: {len(update.memories)} memories, {len(update.links)} links stored", file=out)
+    for m in update.memories:
+        print(f"  [{m.id}] about {m.about}: {m.text}", file=out)
+    for l in update.links:
+        print(f"  {l.src} → {l.dst} ({l.kind})", file=out)
+
+
+def _print_memory(chat, out) -> None:
+    from engine.chat.session import memory_snapshot
+
+    snap = memory_snapshot(chat.agent)
+    if not snap["memories"]:
+        print("(no memories stored)", file=out)
+    for m in snap["memories"]:
+        print(f"  [{m['id']}] about {m['about']} (session {m['session'] + 1}): {m['text']}", file=out)
+    for l in snap["links"]:
+        print(f"  {l['src']} → {l['dst']} ({l['kind']})", file=out)
+
+
+def _progress(stage, done, total):
+    _err(f"  … {stage}")
+
+
+def _handle(chat, line: str, out, *, stream: bool) -> str | None:
+    """Run one input line; returns "quit" to stop."""
+    from engine.chat.session import ChatSession  # noqa: F401
+
+    if line.startswith("/"):
+        cmd, _, arg = line.partition(" ")
+        arg = arg.strip()
+        if cmd == "/quit":
+            return "quit"
+        if cmd == "/partner":
+            partner = Speaker.parse(arg)
+            _print_update(chat.set_partner(partner, _progress), out)
+            print(f"— session {chat.index + 1} with {partner.label()}", file=out)
+        elif cmd == "/memory":
+            _print_memory(chat, out)
+        elif cmd == "/save":
+            if not arg:
+                raise ValueError("/save needs a FILE")
+            chat.save(arg)
+            print(f"— saved to {arg}", file=out)
+        else:
+            raise ValueError(f"unknown command {cmd!r} (use /partner NAME:JOB, /memory, /save FILE, /quit)")
+        return None
+    if stream:
+        print(f"{chat.main.name}: ", end="", file=out, flush=True)
+        chat.say(line, on_token=lambda p: print(p, end="", file=out, flush=True))
+        print(file=out)
+        mem = chat.current["turns"][-1]["memories"]
+        if mem:
+            print("  (memories given: " + "; ".join(m["id"] for m in mem) + ")", file=out)
+    else:
+        chat.say(line)
+    return None
+
+
+def run(args) -> int:
+    from engine.backbones.types import ModelNotFoundError
+    from engine.chat.session import ChatSession
+
+    if args.json and not args.script:
+        _err("--json needs --script FILE")
+        return 2
+    try:
+        main = Speaker.parse(args.main)
+        first = Speaker.parse(args.partner) if args.partner else None
+    except ValueError as e:
+        _err(f"error: {e}")
+        return 2
+    lines = None
+    if args.script:
+        try:
+            lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            _err(f"error: cannot read script {args.script}: {e}")
+            return 2
+    try:
+        agent = build_agent(args)
+    except (ModelNotFoundError, ValueError) as e:
+        _err(f"error: {e}")
+        return 1
+    chat = ChatSession.resume(agent, args.resume) if args.resume else ChatSession(agent, main)
+    if first is not None:
+        _print_update(chat.set_partner(first, _progress), sys.stderr if args.json else sys.stdout)
+
+    if lines is not None:
+        out = sys.stderr if args.json else sys.stdout
+        for n, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                if _handle(chat, line, out, stream=not args.json) == "quit":
+                    break
+            except (ValueError, RuntimeError) as e:
+                _err(f"error: {args.script}, line {n}: {e}")
+                return 2
+        chat.end_session(_progress)
+        if args.json:
+            from engine.chat.session import memory_snapshot
+
+            doc = {"agent": agent.name, "models": agent.describe(),
+                   "main": {"name": chat.main.name, "job": chat.main.job},
+                   "sessions": chat.log, "memory": memory_snapshot(agent)}
+            json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
+            print()
+        return 0
+
+    print(f"Chatting with {agent.name} as {chat.main.label()}. /partner NAME:JOB, /memory, /save FILE, /quit")
+    if chat.partner is None or chat.current is None:
+        print("Start with /partner NAME:JOB.")
+    while True:
+        try:
+            line = input(f"{chat.partner.name if chat.partner else '?'}> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            break
+        if not line:
+            continue
+        try:
+            if _handle(chat, line, sys.stdout, stream=True) == "quit":
+                break
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}")
+    _print_update(chat.end_session(_progress), sys.stdout)
+    return 0

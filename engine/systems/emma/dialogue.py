@@ -1,0 +1,85 @@
+"""EMMA's dialogue module (paper §4.1): one language model doing generation, memory summarisation
+and memory linking, selected by the task's prefix (seq2seq) or instruction prompt (causal chat).
+
+The baselines use the same module (DESIGN.md "Baselines ... on the same dialogue module").
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from engine.backbones.types import LoadedLM
+from engine.data.model import Speaker
+from engine.systems import generation as gen
+from engine.systems.emma import formats
+
+SUMMARY_MAX_NEW_TOKENS = 64  # Appendix E.1: maximum target length 64
+
+
+class DialogueModule:
+    """Prompts, generation and label scoring for the three EMMA tasks on one :class:`LoadedLM`."""
+
+    def __init__(self, lm: LoadedLM, settings: gen.GenerationSettings | None = None,
+                 *, link_batch_size: int = 32):
+        if lm.kind not in ("causal", "seq2seq"):
+            raise ValueError(f"LoadedLM.kind must be 'causal' or 'seq2seq', got {lm.kind!r}")
+        self.lm = lm
+        self.settings = settings or gen.GenerationSettings()
+        self.summary_settings = gen.GenerationSettings(
+            max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False, repetition_penalty=1.2)
+        self.link_batch_size = link_batch_size
+
+    # -------------------------------------------------------------- generation (§4.1 "Dialogue Generator")
+    def reply_prompt(self, main: Speaker, partner: Speaker, memories: list[tuple[str, list[str]]],
+                     session_index: int, history: list[tuple[str, str]], bot_name: str | None = None) -> str:
+        """The generation prompt, dropping the oldest turns until it fits the context window."""
+        bot = bot_name or main.name
+
+        def build(h):
+            args = dict(main=main, partner=partner, memories=memories, session_index=session_index,
+                        history=h, bot_name=bot)
+            return gen.render_prompt(self.lm, formats.generation_input(**args),
+                                     formats.chat_messages("generation", **args))
+
+        prompt, _dropped = gen.fit_to_window(self.lm, build, history, reserve=self.settings.max_new_tokens)
+        return prompt
+
+    def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
+        return gen.stream_generate(self.lm, prompt, self.settings, cancel)
+
+    # -------------------------------------------------------------- summarisation (§4.1 "Memory Summarizer")
+    def summarize(self, about: str, session_turns: list[tuple[str, str]]) -> list[str]:
+        """Memory sentences about ``about`` from the whole session (``[SEP]``/``[NONE]`` parsed)."""
+        def build(turns):
+            return gen.render_prompt(self.lm, formats.summarize_input(about, turns),
+                                     formats.chat_messages("summarize", about=about, session_turns=turns))
+
+        prompt, _ = gen.fit_to_window(self.lm, build, session_turns, reserve=SUMMARY_MAX_NEW_TOKENS)
+        return formats.parse_summary(gen.generate_text(self.lm, prompt, self.summary_settings))
+
+    def summarize_session(self, session_turns: list[tuple[str, str]]) -> str:
+        """One summary of the whole session (the summary-based ablation, Appendix I)."""
+        def build(turns):
+            return gen.render_prompt(self.lm, formats.session_summary_input(turns),
+                                     formats.session_summary_messages(turns))
+
+        prompt, _ = gen.fit_to_window(self.lm, build, session_turns, reserve=SUMMARY_MAX_NEW_TOKENS)
+        parts = formats.parse_summary(gen.generate_text(self.lm, prompt, self.summary_settings))
+        return " ".join(parts)
+
+    # -------------------------------------------------------------- linking (§4.1 "Memory Linker")
+    def link_prompt(self, m1: str, m2: str) -> str:
+        return gen.render_prompt(self.lm, formats.link_input(m1, m2),
+                                 formats.chat_messages("link", m1=m1, m2=m2))
+
+    def link_probabilities(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """p(``positive``) for each (newer, older) memory pair, scoring both label words in batches
+        (one forward pass per batch of pairs), never by sampling a generation per pair."""
+        if not pairs:
+            return np.zeros(0)
+        prompts = [self.link_prompt(a, b) for a, b in pairs]
+        logps = gen.score_labels(self.lm, prompts, formats.LINK_LABELS, batch_size=self.link_batch_size)
+        return gen.label_probabilities(logps)[:, 0]

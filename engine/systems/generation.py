@@ -1,0 +1,276 @@
+"""Shared generation code for every system (EMMA and the baselines): one code path for causal and
+seq2seq backbones.
+
+* :func:`render_prompt` — a seq2seq model gets the paper's prefixed sequence (EMMA Appendix E.1);
+  a causal model gets the instruction messages in its chat template (Appendix H).
+* :func:`stream_generate` — streams decoded text pieces as tokens are generated; a
+  ``threading.Event`` cancels at the next token (:class:`engine.agent.Cancelled` is raised).
+* :func:`score_labels` — log-probability of each candidate answer (e.g. ``positive`` /
+  ``negative``, EMMA §4.1 "Memory Linker") for a batch of prompts in one forward pass per batch:
+  classification by scoring the label words instead of sampling a generation.
+* :func:`fit_to_window` — drop the oldest turns until a prompt fits the context window.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from engine.agent import Cancelled
+from engine.backbones.types import LoadedLM
+
+DEFAULT_WINDOW = 1024  # EMMA Appendix E.1: max input length 1024 for the T5 dialogue module
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings (sampling by default, as in a live chat)."""
+
+    max_new_tokens: int = 48
+    min_new_tokens: int = 0
+    do_sample: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def generate_kwargs(self, tokenizer) -> dict:
+        kw = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                  repetition_penalty=self.repetition_penalty)
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = self.min_new_tokens
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is not None:
+            kw["pad_token_id"] = pad
+        kw.update(self.extra)
+        return kw
+
+
+def context_window(lm: LoadedLM) -> int:
+    """Usable input length in tokens: the model's position limit, the tokenizer's limit, else 1024."""
+    cfg = getattr(lm.model, "config", None)
+    limits = []
+    for attr in ("max_position_embeddings", "n_positions"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            limits.append(v)
+    tmax = getattr(lm.tokenizer, "model_max_length", None)
+    if isinstance(tmax, int) and 0 < tmax < 1_000_000:
+        limits.append(tmax)
+    return min(limits) if limits else DEFAULT_WINDOW
+
+
+def render_chat(lm: LoadedLM, messages: list[dict], answer: str | None = None) -> str:
+    """Messages in the model's chat template, ready for the assistant's answer (or with it).
+
+    A tokenizer without a chat template gets a plain ``System:/User:/Assistant:`` layout.
+    """
+    tok = lm.tokenizer
+    if lm.has_chat_template:
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        names = {"system": "System", "user": "User", "assistant": "Assistant"}
+        text = "".join(f"{names.get(m['role'], m['role'])}: {m['content']}\n" for m in messages)
+        text += "Assistant:"
+    return text + (answer if answer is not None else "")
+
+
+def render_prompt(lm: LoadedLM, seq2seq_text: str, messages: list[dict]) -> str:
+    """The prompt string for ``lm``: the paper's sequence for seq2seq, the chat prompt for causal."""
+    if lm.kind == "seq2seq":
+        return seq2seq_text
+    if lm.kind == "causal":
+        return render_chat(lm, messages)
+    raise ValueError(f"LoadedLM.kind must be 'causal' or 'seq2seq', got {lm.kind!r}")
+
+
+def _add_special(lm: LoadedLM) -> bool:
+    # a chat template already contains the special tokens it needs
+    return not (lm.kind == "causal" and lm.has_chat_template)
+
+
+def count_tokens(lm: LoadedLM, text: str) -> int:
+    return len(lm.tokenizer(text, add_special_tokens=_add_special(lm))["input_ids"])
+
+
+def fit_to_window(lm: LoadedLM, build: Callable[[list], str], items: list, reserve: int = 0) -> tuple[str, int]:
+    """Build a prompt from the newest items that fit ``context_window(lm) - reserve`` tokens.
+
+    ``build(items)`` renders a prompt; the oldest items are dropped first (at least the newest one
+    is always kept). Returns the prompt and how many items were dropped.
+    """
+    budget = max(16, context_window(lm) - reserve)
+    lo, hi = 0, max(0, len(items) - 1)
+    if count_tokens(lm, build(items)) <= budget:
+        return build(items), 0
+    # binary search for the smallest number of dropped items that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count_tokens(lm, build(items[mid:])) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return build(items[lo:]), lo
+
+
+def _tokenize(lm: LoadedLM, texts: list[str], max_length: int | None = None):
+    tok = lm.tokenizer
+    old_side = getattr(tok, "padding_side", "right")
+    old_trunc = getattr(tok, "truncation_side", "right")
+    if lm.kind == "causal":
+        tok.padding_side = "left"
+    tok.truncation_side = "left"  # keep the newest context
+    try:
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=max_length is not None,
+                  max_length=max_length, add_special_tokens=_add_special(lm))
+    finally:
+        tok.padding_side, tok.truncation_side = old_side, old_trunc
+    return {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
+def _ensure_pad(tok) -> None:
+    if tok.pad_token_id is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+
+
+def stream_generate(lm: LoadedLM, prompt: str, settings: GenerationSettings | None = None,
+                    cancel: threading.Event | None = None) -> Iterator[str]:
+    """Yield decoded text pieces as ``lm`` generates a continuation of ``prompt``.
+
+    ``model.generate`` runs in a worker thread feeding a ``TextIteratorStreamer``; a stopping
+    criterion checks ``cancel`` (and whether the consumer went away) before every token. When
+    ``cancel`` is set, :class:`Cancelled` is raised after the pieces produced so far. Errors in the
+    worker (e.g. out of memory) are re-raised here.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    settings = settings or GenerationSettings()
+    tok = lm.tokenizer
+    _ensure_pad(tok)
+    inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
+                       if lm.kind == "causal" else context_window(lm))
+    stop = threading.Event()
+    cancel = cancel or threading.Event()
+
+    class _StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            flag = stop.is_set() or cancel.is_set()
+            return torch.full((input_ids.shape[0],), flag, dtype=torch.bool, device=input_ids.device)
+
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            with torch.inference_mode():
+                lm.model.generate(**inputs, streamer=streamer,
+                                  stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                                  **settings.generate_kwargs(tok))
+        except BaseException as e:  # surfaced to the caller below
+            errors.append(e)
+            streamer.end()
+
+    worker = threading.Thread(target=work, name="memlab-generate", daemon=True)
+    worker.start()
+    try:
+        for piece in streamer:
+            if cancel.is_set():
+                break
+            if piece:
+                yield piece
+    finally:
+        stop.set()
+        worker.join()
+    if errors:
+        raise errors[0]
+    if cancel.is_set():
+        raise Cancelled("generation cancelled")
+
+
+def generate_text(lm: LoadedLM, prompt: str, settings: GenerationSettings | None = None,
+                  cancel: threading.Event | None = None) -> str:
+    """The whole continuation as one string (same path as :func:`stream_generate`)."""
+    return "".join(stream_generate(lm, prompt, settings, cancel)).strip()
+
+
+def _label_ids(lm: LoadedLM, label: str) -> list[int]:
+    tok = lm.tokenizer
+    if lm.kind == "seq2seq":
+        return tok(text_target=label)["input_ids"]
+    return tok(label, add_special_tokens=False)["input_ids"]
+
+
+def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | list[str],
+                 batch_size: int = 32) -> np.ndarray:
+    """Log-probability of each label as the answer to each prompt: array ``(len(prompts), len(labels))``.
+
+    One forward pass per batch of ``batch_size`` prompts (each prompt repeated once per label,
+    the label tokens as targets, log-probs summed over each label's tokens). Used by EMMA's memory
+    linker (§4.1) to decide ``positive``/``negative`` without sampling.
+    """
+    import torch
+
+    tok = lm.tokenizer
+    _ensure_pad(tok)
+    label_ids = [_label_ids(lm, lab) for lab in labels]
+    if any(not ids for ids in label_ids):
+        raise ValueError(f"a label tokenizes to nothing: {labels!r}")
+    L = len(labels)
+    out = np.zeros((len(prompts), L), dtype=np.float64)
+    device = lm.model.device
+    pad = tok.pad_token_id
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        rows = [(p, lab) for p in chunk for lab in range(L)]
+        with torch.inference_mode():
+            if lm.kind == "seq2seq":
+                enc = _tokenize(lm, [p for p, _ in rows], max_length=context_window(lm))
+                tmax = max(len(x) for x in label_ids)
+                tgt = torch.full((len(rows), tmax), -100, dtype=torch.long)
+                for r, (_, lab) in enumerate(rows):
+                    tgt[r, :len(label_ids[lab])] = torch.tensor(label_ids[lab])
+                tgt = tgt.to(device)
+                logits = lm.model(**enc, labels=tgt).logits
+                targets = tgt
+            else:
+                window = context_window(lm)
+                seqs, targets_l = [], []
+                for p, lab in rows:
+                    pid = tok(p, add_special_tokens=_add_special(lm))["input_ids"]
+                    lid = label_ids[lab]
+                    pid = pid[-max(1, window - len(lid)):]
+                    seqs.append(pid + lid)
+                    targets_l.append([-100] * len(pid) + lid)
+                n = max(len(s) for s in seqs)
+                ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+                mask = torch.zeros((len(seqs), n), dtype=torch.long)
+                tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
+                for r, (s, t) in enumerate(zip(seqs, targets_l)):
+                    ids[r, :len(s)] = torch.tensor(s)
+                    mask[r, :len(s)] = 1
+                    tgt[r, :len(t)] = torch.tensor(t)
+                logits = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits = logits[:, :-1]
+                targets = tgt[:, 1:].to(device)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            valid = targets != -100
+            picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            sums = (picked * valid).sum(-1).cpu().numpy()
+        out[start:start + len(chunk)] = sums.reshape(len(chunk), L)
+    return out
+
+
+def label_probabilities(logps: np.ndarray) -> np.ndarray:
+    """Softmax over the label axis of :func:`score_labels`' output."""
+    z = logps - logps.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

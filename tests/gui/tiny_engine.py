@@ -1,0 +1,30 @@
+"""A tiny randomly initialised causal LM saved as a model directory, for GUI tests that drive the
+real engine worker (it loads models by path, as the app does with the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def save_tiny_causal(directory: Path) -> Path:
+    """Write (once) a 2-layer random Llama with MiniLM's tokenizer and a ChatML template."""
+    marker = directory / "config.json"
+    if not marker.exists():
+        from tiny_models import tiny_lm
+
+        lm = tiny_lm("causal", seed=0)
+        directory.mkdir(parents=True, exist_ok=True)
+        lm.model.save_pretrained(directory, safe_serialization=True)
+        lm.tokenizer.save_pretrained(directory)
+    return directory
+
+
+def engine_env(tmp_root: Path) -> dict:
+    from engine.backbones.embedded import default_encoder_path
+
+    lm_dir = save_tiny_causal(tmp_root / "tiny-causal")
+    return {"MEMLAB_LM": str(lm_dir), "MEMLAB_ENCODER": str(default_encoder_path())}
