@@ -226,17 +226,26 @@ def _summary(dist: np.ndarray, n_items: int, n_annotators: int, scale: str) -> d
 
 def criterion_agreement(d: CriterionRatings, *, bootstrap: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
     """Every §5 figure for one criterion (the object under ``criteria.NAME`` of ``--json``)."""
-    counts = counts_per_item_group(d)
-    gv, present = group_values(counts, d.scale)
-    rated_items = present.any(1)
+    n_groups, k, n = len(d.group_names), d.k, d.n_items
+    v0 = d.value_index()
+    ig = d.items.astype(np.int64) * n_groups + d.groups
+    n_ig = np.bincount(ig, minlength=n * n_groups).reshape(n, n_groups)
+    present = n_ig > 0
+    if len(ig) and n_ig.max() > 1:   # several annotators per group on some item: median / majority
+        gv, _ = group_values(np.bincount(ig * k + v0, minlength=n * n_groups * k).reshape(n, n_groups, k), d.scale)
+    else:                            # one rating per (item, group): it is the group's value
+        gv = np.zeros((n, n_groups), dtype=np.int64)
+        gv[d.items, d.groups] = d.values
+    value_counts_all = np.bincount(d.items.astype(np.int64) * k + v0, minlength=n * k).reshape(n, k)
+    per_item = value_counts_all.sum(1)
+    rated_items = per_item > 0
     full = present.all(1)
     n_full = int(full.sum())
     out: dict = {"scale": d.scale, "n_items": int(rated_items.sum()), "n_ratings": int(len(d.values)),
                  "n_items_all_groups": n_full}
-    n_groups = len(d.group_names)
     n_ann = int(d.annotators.max()) + 1 if len(d.annotators) else 0
     ann_in_group = np.bincount(d.groups * n_ann + d.annotators, minlength=n_groups * n_ann).reshape(n_groups, n_ann) > 0
-    dist = counts.sum(0)                                     # (groups, k)
+    dist = np.bincount(d.groups.astype(np.int64) * k + v0, minlength=n_groups * k).reshape(n_groups, k)
     out["groups"] = {name: _summary(dist[gi], present[:, gi].sum(), ann_in_group[gi].sum(), d.scale)
                      for gi, name in enumerate(d.group_names)}
     out["overall"] = _summary(dist.sum(0), rated_items.sum(), ann_in_group.any(0).sum(), d.scale)
@@ -248,7 +257,7 @@ def criterion_agreement(d: CriterionRatings, *, bootstrap: int = BOOTSTRAP_RESAM
     else:
         out["cross_group_agreement"] = None
         out["agreement_within_1"] = None
-    value_counts = counts.sum(1)[rated_items]
+    value_counts = value_counts_all[rated_items]
     alpha, note = krippendorff_alpha(value_counts, d.scale)
     out["krippendorff_alpha"] = alpha
     out["krippendorff_alpha_ci"] = bootstrap_alpha_ci(value_counts, d.scale, bootstrap, seed) if alpha is not None else None

@@ -112,6 +112,7 @@ class Campaign:
     criteria: list[Criterion]
     n_items: int
     created_at: str
+    description: str = ""
 
 
 def _overlap(value) -> str:
@@ -217,6 +218,13 @@ def create_campaign(study_or_path, name: str, preset: str, *, groups=3, overlap=
             if not items:
                 raise StudyError(f"the chosen episodes have nothing to rate for {', '.join(sorted({c.target for c in crit}))} "
                                  "(e.g. no memory links or tags)")
+            present = {r["target"] for r in items}
+            dropped = [c for c in crit if c.target not in present]
+            if dropped:  # e.g. ConvAI2/LoCoMo have no memory links or tags: say so instead of empty criteria
+                study.conn.execute("DELETE FROM criteria WHERE campaign_id = ? AND target NOT IN (%s)"
+                                   % ",".join("?" * len(present)), (cid, *sorted(present)))
+                note = "; ".join(f"{c.name} left out: the chosen episodes have no {c.target}s" for c in dropped)
+                study.conn.execute("UPDATE campaigns SET description = trim(description || ' ' || ?) WHERE id = ?", (note, cid))
             study.db["items"].insert_all(items, batch_size=2000)
             for a in study.query("SELECT id, default_group FROM annotators WHERE default_group IS NOT NULL"):
                 if a["default_group"] in names:
@@ -240,7 +248,7 @@ def get_campaign(study_or_path, name: str) -> Campaign:
                 for r in study.query("SELECT * FROM criteria WHERE campaign_id = ? ORDER BY position", (c["id"],))]
         groups = [r["name"] for r in study.query("SELECT name FROM groups WHERE campaign_id = ? ORDER BY id", (c["id"],))]
         n_items = study.one("SELECT COUNT(*) FROM items WHERE campaign_id = ?", (c["id"],))
-        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items, c["created_at"])
+        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items, c["created_at"], c["description"])
     finally:
         if close:
             study.close()

@@ -88,7 +88,8 @@ def cmd_campaign_create(args):
                         unit=args.unit, episodes=episodes, sample=args.sample, seed=args.seed,
                         criteria=_custom_criteria(args.criterion))
     print(f"campaign {c.name!r} ({c.preset}): {c.n_items} items, groups {', '.join(c.groups)}, overlap {c.overlap}; "
-          f"criteria: {', '.join(f'{x.name} ({x.scale}, per {x.target})' for x in c.criteria)}")
+          f"criteria: {', '.join(f'{x.name} ({x.scale}, per {x.target})' for x in c.criteria)}"
+          + (f"\n  note: {c.description}" if c.description else ""))
     return 0
 
 

@@ -68,6 +68,7 @@ def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESA
             "n_ratings_total": study.one("SELECT COUNT(*) FROM ratings WHERE campaign_id = ?", (camp.id,)),
             "n_ratings_latest": study.one("SELECT COUNT(*) FROM latest_ratings WHERE campaign_id = ?", (camp.id,)),
             "created_at": camp.created_at,
+            "notes": camp.description,
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bootstrap_resamples": bootstrap,
         }
@@ -131,7 +132,8 @@ def chart_pass_rates(data: dict):
         return None
     fig, ax = plt.subplots(figsize=(max(4.5, 2.2 * len(crits)), 3.2))
     groups = list(crits[0][1]["groups"])
-    width = 0.8 / max(len(groups), 1)
+    width = min(0.8 / max(len(groups), 1), 0.22)
+    ax.set_xlim(-0.6, len(crits) - 0.4)
     for gi, g in enumerate(groups):
         xs = [i + (gi - (len(groups) - 1) / 2) * width for i in range(len(crits))]
         rates = [c["groups"][g]["pass_rate"] or 0.0 for _, c in crits]
@@ -253,7 +255,7 @@ def facts_rows(data: dict) -> list[tuple[str, str]]:
         ("Ratings", f"{f['n_ratings_latest']} counted ({f['n_ratings_total']} rows incl. edits)"),
         ("Created", f["created_at"]), ("Report generated", f["generated_at"]),
         ("Bootstrap", f"{f['bootstrap_resamples']} resamples of items, fixed seed"),
-    ]
+    ] + ([("Notes", f["notes"])] if f.get("notes") else [])
 
 
 # --- writers ----------------------------------------------------------------------------------
@@ -326,28 +328,37 @@ def render_html(data: dict) -> str:
     return "".join(parts)
 
 
-def _table_page(pdf, title, head, rows, col_widths=None, rows_per_page=22, font=7.5):
+def _table_page(pdf, title, head, rows, col_widths, rows_per_page=18, font=9):
+    """A4-landscape pages with a clean table: wrapped cells, one height per row, shaded header."""
+    scale = 118 / sum(col_widths)  # characters that fit across the page at this font size
+    chars = [max(int(w * scale), 6) for w in col_widths]
+    line_h = 0.034
     for start in range(0, max(len(rows), 1), rows_per_page):
         chunk = rows[start:start + rows_per_page]
-        fig = plt.figure(figsize=(11.69, 8.27))  # A4 landscape
-        fig.text(0.05, 0.94, title + (" (continued)" if start else ""), fontsize=14, weight="bold")
-        ax = fig.add_axes([0.05, 0.05, 0.9, 0.85])
+        fig = plt.figure(figsize=(11.69, 8.27))
+        fig.text(0.05, 0.93, title + (" (continued)" if start else ""), fontsize=15, weight="bold")
+        ax = fig.add_axes([0.05, 0.05, 0.9, 0.84])
         ax.axis("off")
-        if chunk:
-            wrapped = [[_wrap(x, w) for x, w in zip(r, col_widths or [40] * len(r))] for r in chunk]
-            t = ax.table(cellText=wrapped, colLabels=head, loc="upper left", cellLoc="left", colLoc="left",
-                         colWidths=[w / sum(col_widths) for w in col_widths] if col_widths else None)
+        if not chunk:
+            ax.text(0, 1, "nothing to show yet", va="top", fontsize=10, color="#555")
+        else:
+            cells = [[_wrap(x, c) for x, c in zip(r, chars)] for r in chunk]
+            header = [_wrap(x, c) for x, c in zip(head, chars)]
+            t = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="left", colLoc="left",
+                         colWidths=[w / sum(col_widths) for w in col_widths])
             t.auto_set_font_size(False)
             t.set_fontsize(font)
+            all_rows = [header] + cells
             for (r, _c), cell in t.get_celld().items():
-                cell.set_edgecolor("#cccccc")
-                lines = cell.get_text().get_text().count("\n") + 1
-                cell.set_height(0.03 * lines + 0.01)
+                lines = max(x.count("\n") + 1 for x in all_rows[r])
+                cell.set_height(line_h * lines + 0.012)
+                cell.set_edgecolor("#c8ccd2")
+                cell.PAD = 0.04
                 if r == 0:
-                    cell.set_facecolor("#eef1f5")
+                    cell.set_facecolor("#e8ecf2")
                     cell.get_text().set_weight("bold")
-        else:
-            ax.text(0, 1, "no rows", va="top")
+                elif r % 2 == 0:
+                    cell.set_facecolor("#f7f8fa")
         pdf.savefig(fig)
         plt.close(fig)
 
@@ -379,17 +390,19 @@ def write_pdf(data: dict, out: Path) -> Path:
         pdf.savefig(fig)
         plt.close(fig)
         head, rows = agreement_table(data)
-        _table_page(pdf, "Agreement per criterion", head, rows, [18, 10, 12, 10, 9, 26, 22, 34], rows_per_page=10)
+        _table_page(pdf, "Agreement per criterion", head, rows, [16, 9, 10, 10, 8, 22, 18, 25], rows_per_page=8)
         head, rows = group_table(data)
-        _table_page(pdf, "Group summaries", head, rows, [20, 7, 10, 8, 8, 18, 30], rows_per_page=18)
+        _table_page(pdf, "Group summaries", head, rows, [18, 6, 9, 7, 8, 14, 28], rows_per_page=16)
         head, rows = annotator_table(data)
-        _table_page(pdf, "Annotators", head, rows, [24, 10, 10, 10, 10, 18], rows_per_page=22)
+        _table_page(pdf, "Annotators", head, rows, [24, 10, 10, 10, 10, 18], rows_per_page=18)
         for title, fn in CHARTS:
             chart = fn(data)
             if chart is None:
                 continue
-            chart.suptitle(title, x=0.02, ha="left", fontsize=12, weight="bold")
-            chart.tight_layout(rect=(0, 0, 1, 0.94))
+            w, h = chart.get_size_inches()
+            chart.set_size_inches(min(11.69, w * 1.5), min(8.27, h * 1.5))
+            chart.suptitle(title, x=0.02, ha="left", fontsize=14, weight="bold")
+            chart.tight_layout(rect=(0.02, 0.02, 0.98, 0.93))
             pdf.savefig(chart)
             plt.close(chart)
         info = pdf.infodict()

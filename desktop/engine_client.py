@@ -1,9 +1,9 @@
 """The UI side of the engine worker: send requests, pump replies, restart after a crash.
 
-The worker (:mod:`desktop.engine_worker`) is a ``multiprocessing`` *spawn* process, so model code
+The worker (:mod:`desktop.engine_worker`) is a separate process, so model code
 never runs in the UI process and a native crash or out-of-memory kill takes down only the worker.
-Replies are pumped by a ``QSocketNotifier`` on the pipe (a ``QTimer`` poll where the pipe has no
-socket), never by a blocking ``recv``; each pump drains at most a few milliseconds of messages so
+The worker is a fresh ``python -m desktop.engine_worker`` process joined by a socket pair; replies
+are pumped by a ``QSocketNotifier`` on the socket, never by a blocking ``recv``; each pump drains at most a few milliseconds of messages so
 a fast token stream cannot stall the UI thread.
 
 After a crash every pending request fails with a message that says what happened, the worker is
@@ -13,7 +13,6 @@ the last session end or load), so the user can carry on.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import time
 from dataclasses import dataclass, field
@@ -75,9 +74,9 @@ class EngineClient(QObject):
         self._watchdog = QTimer(self)
         self._watchdog.setInterval(250)
         self._watchdog.timeout.connect(self._check_alive)
-        self._poll = QTimer(self)
-        self._poll.setInterval(10)
-        self._poll.timeout.connect(self._pump)
+
+
+
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -85,25 +84,32 @@ class EngineClient(QObject):
         return self._proc.pid if self._proc is not None else None
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
+        """Start the worker: ``python -m desktop.engine_worker FD`` with one end of a socket pair.
+
+        A fresh interpreter (not ``multiprocessing``'s spawn, which re-imports the parent's main
+        script) that inherits only the socket; the pipe speaks ``multiprocessing.connection``.
+        """
         if self.is_running():
             return
-        from desktop.engine_worker import worker_main  # torch-free module; the child imports the engine
+        import json
+        import os
+        import socket
+        import subprocess
+        from multiprocessing.connection import Connection
 
-        ctx = multiprocessing.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=worker_main, args=(child_conn, dict(self.config)),
-                                 name="memlab-engine", daemon=True)
-        self._proc.start()
-        child_conn.close()
-        self._conn = parent_conn
-        if sys.platform != "win32":
-            self._notifier = QSocketNotifier(parent_conn.fileno(), QSocketNotifier.Type.Read, self)
-            self._notifier.activated.connect(self._pump)
-        else:
-            self._poll.start()
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ, MEMLAB_WORKER_CONFIG=json.dumps(self.config))
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._proc = subprocess.Popen([sys.executable, "-m", "desktop.engine_worker", str(child_sock.fileno())],
+                                      pass_fds=[child_sock.fileno()], env=env, stdin=subprocess.DEVNULL)
+        child_sock.close()
+        self._conn = Connection(parent_sock.detach())
+        self._notifier = QSocketNotifier(self._conn.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._pump)
         self._watchdog.start()
         self._set_state("starting", "starting the engine worker")
 
@@ -112,10 +118,17 @@ class EngineClient(QObject):
         self._closing = True
         self._teardown_pipe(send_shutdown=True)
         if self._proc is not None:
-            self._proc.join(timeout)
-            if self._proc.is_alive():
+            import subprocess
+
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 self._proc.terminate()
-                self._proc.join(1.0)
+                try:
+                    self._proc.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
         self._proc = None
         self._set_state("stopped", "")
         self._closing = False
@@ -131,7 +144,7 @@ class EngineClient(QObject):
 
     def _teardown_pipe(self, send_shutdown=False):
         self._watchdog.stop()
-        self._poll.stop()
+
         if self._notifier is not None:
             self._notifier.setEnabled(False)
             self._notifier.deleteLater()
@@ -255,15 +268,21 @@ class EngineClient(QObject):
 
     # -- crashes -----------------------------------------------------------------------------
     def _check_alive(self):
-        if self._proc is not None and not self._proc.is_alive() and not self._closing:
+        if self._proc is not None and self._proc.poll() is not None and not self._closing:
             self._pump()  # read what it managed to say before dying
             self._on_worker_lost()
 
     def _on_worker_lost(self):
         if self._closing or self._proc is None:
             return
-        self._proc.join(0.5)
-        what = _exit_text(self._proc.exitcode)
+        import subprocess
+
+        try:
+            self._proc.wait(0.5)
+        except subprocess.TimeoutExpired:  # the pipe broke but the process lingers: end it
+            self._proc.kill()
+            self._proc.wait()
+        what = _exit_text(self._proc.returncode)
         self._teardown_pipe()
         self._proc = None
         self._fail_pending(f"{what}; the turn was stopped and the engine is restarting")

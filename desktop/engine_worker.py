@@ -1,8 +1,9 @@
 """The engine worker: a separate process that loads the models and runs the agents.
 
 The desktop app never runs model code in its own process (DESIGN.md: "the UI thread never blocks on
-models"; issue 5: a worker crash or out-of-memory ends the turn, not the app). The parent talks to
-:func:`worker_main` over a ``multiprocessing`` pipe with small dict messages.
+models"; issue 5: a worker crash or out-of-memory ends the turn, not the app). The parent starts
+``python -m desktop.engine_worker FD`` and talks to :func:`worker_main` over a socket pair with
+``multiprocessing.connection`` (pickled dict messages).
 
 Requests (parent → worker), each with an integer ``id``::
 
@@ -399,8 +400,15 @@ def _plain(obj):
 
 
 def worker_main(conn, config: dict) -> None:
-    """Entry point of the worker process (``multiprocessing`` spawn target)."""
+    """Entry point of the worker process; ``conn`` is a ``multiprocessing.connection.Connection``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _Worker(conn, config).run()
+
+
+if __name__ == "__main__":  # python -m desktop.engine_worker FD (started by desktop.engine_client)
+    import json
+    from multiprocessing.connection import Connection
+
+    worker_main(Connection(int(sys.argv[1])), json.loads(os.environ.get("MEMLAB_WORKER_CONFIG", "{}")))

@@ -30,6 +30,7 @@ def _examples(lm, n=6):
 
 def _lora_lm(path, dropout=0.0):
     lm = load_lm(path, device="cpu")
+    torch.manual_seed(0)  # the same LoRA initialisation in every run
     lm.model = attach_lora(lm.model, lm.kind, LoraSettings(r=4, alpha=8, dropout=dropout, quantize="none"))
     return lm
 

@@ -15,7 +15,7 @@ import textwrap
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QInputDialog, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar,
+                               QInputDialog, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                QPushButton, QTextBrowser, QVBoxLayout, QWidget)
 
 from desktop import chat_store
@@ -92,6 +92,7 @@ class ChatPage(QWidget):
         self._build()
         self._update_controls()
         ctx.study_changed.connect(lambda _p: self._update_controls())
+        ctx.memory_changed.connect(self._on_memory_changed)
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self):
@@ -466,6 +467,12 @@ class ChatPage(QWidget):
                 turns[f"s{s.index}t{k}"] = f"{doc.main['name'] if t.role == 'bot' else s.partner['name']}: {t.text}"
         return MemorySnapshot.from_worker(data, agent=self.doc.id if self.agent else "", title=doc.title(),
                                           turn_text=turns)
+
+    def _on_memory_changed(self, snapshot):
+        """Keep the chat's copy of the memory in step with edits made on the Memory page."""
+        if self.doc is not None and snapshot is not None and snapshot.agent == self.doc.id:
+            self.doc.memory = snapshot.to_dict()
+            self._save()
 
     def open_memory(self, memory_id: str | None = None):
         if self.doc is not None:

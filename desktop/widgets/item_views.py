@@ -2,8 +2,9 @@
 
 The four forms, one per item kind:
 
-* ``session`` — a whole session transcript (dataset quality: Consistency, Coherence; model quality:
-  Humanness, Engagingness, Memorability);
+* ``episode`` — every session of an episode in order (model quality: Humanness, Engagingness,
+  Memorability, §5.3; dataset quality when rated per episode);
+* ``session`` — a whole session transcript (dataset quality: Consistency, Coherence, §5.2);
 * ``memory`` — one egocentric memory sentence with the session it was summarised from, its
   source turns highlighted (§3.3 "Memory Generation" → Summarisation check);
 * ``link`` — a pair of memories, newer → older, highlighted on a small link graph of the
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from engine.data.model import Episode, Memory, Session
 
-ITEM_KINDS = ("session", "memory", "link", "tag")
+ITEM_KINDS = ("episode", "session", "memory", "link", "tag")
 
 # One colour per role, used by the transcript and the graph alike.
 MAIN_COLOUR = "#2b6cb0"
@@ -144,6 +145,15 @@ class TranscriptView(QWidget):
         session = episode.sessions[index]
         self.header.setText(session_header_html(episode, session))
         self.body.setHtml(transcript_html(episode, session))
+
+    def show_episode(self, episode: Episode) -> None:
+        partners = ", ".join(_esc(p.label()) for p in episode.partners)
+        self.header.setText(
+            f"<div style='font-size:11pt'><b>Episode</b> · {len(episode.sessions)} sessions · "
+            f"<span style='color:{MAIN_COLOUR}'>{_esc(episode.main.label())}</span> with {partners}</div>")
+        parts = [f"<div style='margin-top:10px'>{session_header_html(episode, s)}</div>{transcript_html(episode, s)}"
+                 for s in episode.sessions]
+        self.body.setHtml("".join(parts))
 
 
 class MemorySentenceView(QWidget):
@@ -337,7 +347,10 @@ class ItemView(QStackedWidget):
         self.kind = None
 
     def show_item(self, episode: Episode, ref: ItemRef) -> None:
-        if ref.kind == "session":
+        if ref.kind == "episode":
+            self.transcript.show_episode(episode)
+            self.setCurrentWidget(self.transcript)
+        elif ref.kind == "session":
             self.transcript.show_session(episode, int(ref.session or 0))
             self.setCurrentWidget(self.transcript)
         elif ref.kind == "memory":

@@ -53,13 +53,16 @@ class GenerationSettings:
 
 
 def context_window(lm: LoadedLM) -> int:
-    """Usable input length in tokens: the model's position limit, the tokenizer's limit, else 1024."""
+    """Usable input length in tokens: the model's position limit (and the tokenizer's); a seq2seq
+    model without absolute positions (T5) gets the paper's 1024 (Appendix E.1)."""
     cfg = getattr(lm.model, "config", None)
     limits = []
     for attr in ("max_position_embeddings", "n_positions"):
         v = getattr(cfg, attr, None)
         if isinstance(v, int) and v > 0:
             limits.append(v)
+    if lm.kind == "seq2seq" and not limits:
+        return DEFAULT_WINDOW
     tmax = getattr(lm.tokenizer, "model_max_length", None)
     if isinstance(tmax, int) and 0 < tmax < 1_000_000:
         limits.append(tmax)

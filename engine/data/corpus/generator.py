@@ -76,6 +76,17 @@ class _Beat:
     data: dict = field(default_factory=dict)
 
 
+_CONTRACTIONS = (("I am ", "I'm "), ("I have been ", "I've been "), ("you are ", "you're "),
+                 ("You are ", "You're "), ("I have had ", "I've had "), ("it is ", "it's "))
+
+
+def contract(text: str) -> str:
+    """Spoken contractions ("I am" → "I'm"); memory sentences keep the full forms."""
+    for full, short in _CONTRACTIONS:
+        text = text.replace(full, short)
+    return text
+
+
 def _other(role: str) -> str:
     return PARTNER if role == MAIN else MAIN
 
@@ -105,6 +116,7 @@ class _EpisodeBuilder:
         rng.shuffle(self.family_order)
         self.pron: dict[str, str] = {}
         self.asked_about: set[tuple[str, str]] = set()
+        self.followed: set[str] = set()  # memories already followed up
 
     # -- small helpers ------------------------------------------------------------------------
     def pick(self, key: str, section: str = "phrasings") -> str:
@@ -119,11 +131,25 @@ class _EpisodeBuilder:
         self.used_templates.add(f"topic.{family.id}.{key}[{i}]")
         return pool[i]
 
+    def pick_for(self, family: Family, fact: Fact, key: str) -> str:
+        """A feeling or offer: the fact's own list when it has one, else the family's."""
+        pool = getattr(fact, key)
+        if not pool:
+            return self.pick_from(family, key)
+        i = self.rng.randrange(len(pool))
+        self.used_templates.add(f"topic.{family.id}.fact.{fact.id}.{key}[{i}]")
+        return pool[i]
+
     def person(self, name: str, grammatical: str, named: bool = False) -> Person:
         return Person(grammatical, name, self.pron[name], named)
 
     def say(self, frame: str, **values) -> str:
         return sentence_case(fill(frame, values))
+
+    @staticmethod
+    def phrase(frame: str, **values) -> str:
+        """A clause inside a longer sentence (no capitalisation)."""
+        return fill(frame, values)
 
     def prons(self, name: str, prefix: str = "") -> dict:
         from .templates import PRONOUNS
@@ -161,12 +187,16 @@ class _EpisodeBuilder:
                 return [partners[i] for i in order]
 
     # -- facts -------------------------------------------------------------------------------
-    def new_fact(self, owner: str, session: int, family: Family | None = None) -> tuple[Family, Fact, dict]:
+    def new_fact(self, owner: str, session: int, family: Family | None = None,
+                 coincidence: bool = False) -> tuple[Family, Fact, dict]:
+        """A fact nobody in the episode has shared yet; from a new topic family unless one is given
+        (a coincidence with another partner's news is never about bad news)."""
         if family is None:
             family = next(f for f in self.family_order
                           if any((f.id, x.id) not in self.used_facts for x in f.facts)
                           and f.id not in {fs.family.id for fs in self.facts})
-        fact = self.rng.choice([x for x in family.facts if (family.id, x.id) not in self.used_facts])
+        fresh = [x for x in family.facts if (family.id, x.id) not in self.used_facts]
+        fact = self.rng.choice([x for x in fresh if not x.sad] if coincidence else fresh)
         self.used_facts.add((family.id, fact.id))
         self.used_templates.add(f"topic.{family.id}.fact.{fact.id}")
         values = {k: self.rng.choice(v) for k, v in sorted(fact.slots.items())}
@@ -176,9 +206,12 @@ class _EpisodeBuilder:
         text = fs_or_clause.clause if isinstance(fs_or_clause, FactState) else fs_or_clause
         return render_person(text, self.person(who, grammatical, named))
 
-    def coincidence_family(self, partner: str) -> FactState | None:
-        options = [fs for fs in self.facts if fs.owner not in (partner, self.main.name)
-                   and any((fs.family.id, x.id) not in self.used_facts for x in fs.family.facts)]
+    def coincidence_family(self, partner: str, avoid: FactState | None = None) -> FactState | None:
+        """An earlier fact of another partner whose topic family this partner's news can share."""
+        options = [fs for fs in self.facts if fs.owner not in (partner, self.main.name) and fs is not avoid
+                   and (avoid is None or fs.owner != avoid.owner)
+                   and not fs.fact.sad
+                   and any((fs.family.id, x.id) not in self.used_facts and not x.sad for x in fs.family.facts)]
         return self.rng.choice(options) if options else None
 
     # -- memories ----------------------------------------------------------------------------
@@ -199,9 +232,10 @@ class _EpisodeBuilder:
         rng, P = self.rng, partner.name
         opener = rng.choice([MAIN, PARTNER])
         head = [_Beat("open", [opener, _other(opener)], {"opener": opener})]
-        own = [fs for fs in self.facts if fs.owner == P]
+        own = [fs for fs in self.facts if fs.owner == P and fs.memory_id not in self.followed]
         if own:
             fs = rng.choice(own)
+            self.followed.add(fs.memory_id)
             change = bool(fs.fact.change) and not fs.changed and rng.random() < 0.6
             head.append(_Beat("followup", [MAIN, PARTNER, MAIN], {"fs": fs, "change": change}))
         offers = [o for o in self.offers if o.partner == P and not o.done]
@@ -212,7 +246,8 @@ class _EpisodeBuilder:
                   and (P, fs.owner) not in self.asked_about]
         if others and rng.random() < 0.65:
             middle.append(_Beat("cross", [PARTNER, MAIN, PARTNER], {"fs": rng.choice(others)}))
-        coinc = self.coincidence_family(P) if rng.random() < 0.35 else None
+        used = middle[0].data["fs"] if middle else None
+        coinc = self.coincidence_family(P, avoid=used) if rng.random() < 0.35 else None
         fact = _Beat("fact", [], {"coinc": coinc, "feel": rng.random() < 0.6, "offer": rng.random() < 0.45})
         middle.append(fact)
         if rng.random() < 0.55:
@@ -282,6 +317,8 @@ class _EpisodeBuilder:
         events: list[str] = []
 
         def add(role, text, tags=()):
+            if self.rng.random() < 0.6:
+                text = contract(text)
             segs.append(_Seg(role, text, list(tags)))
             return len(segs) - 1
 
@@ -319,7 +356,7 @@ class _EpisodeBuilder:
     def _beat_open(self, si, M, P, beat, add, events, setting):
         opener = beat.data["opener"]
         greet = self.say(self.pick("greet_open"), P=P if opener == MAIN else M)
-        if setting.get("line") and self.rng.random() < 0.5:
+        if opener == MAIN and setting.get("line") and self.rng.random() < 0.5:
             greet += " " + setting["line"]
         add(opener, greet)
         add(_other(opener), self.say(self.pick("greet_reply")))
@@ -329,9 +366,9 @@ class _EpisodeBuilder:
         if fs.changed:
             ask = self.say(self.pick("ask_generic"))
         else:
-            ask = self.say(fill(self._ask(fs), fs.values))
+            ask = self.say(render_person(fill(self._ask(fs), fs.values), self.person(P, "second")))
         s_ask = add(MAIN, self.say(self.pick("followup"), clause_you=self.clause(fs, P, "second"), ask=ask), [fs.memory_id])
-        events.append(self.say(self.pick("followup", "event"), M=M, np_named=render_person(fill(fs.fact.np, fs.values), self.person(P, "third", True))))
+        events.append(self.phrase(self.pick("followup", "event"), M=M, np_named=render_person(fill(fs.fact.np, fs.values), self.person(P, "third", True))))
         if beat.data["change"]:
             ch = fs.fact.change
             values = dict(fs.values)
@@ -371,16 +408,19 @@ class _EpisodeBuilder:
         s_a = add(MAIN, self.say(self.pick("cross_answer"), B=B, **bp, b_clause_they=self.clause(fs, B, "third"),
                                  b_clause_they_named=self.clause(fs, B, "third", True)), [fs.memory_id])
         add(PARTNER, self.say(self.pick("cross_react"), B=B, **bp))
-        events.append(self.say(self.pick("cross", "event"), P=P, B=B))
+        events.append(self.phrase(self.pick("cross", "event"), P=P, B=B))
         self.memory(si, P, "cross", fs.family.id, [s_q, s_a], [(fs.memory_id, "related")], P=P, B=B,
                     b_clause_named=self.clause(fs, B, "third", True), **self.prons(P))
 
     def _beat_fact(self, si, M, P, beat, add, events, setting):
         coinc: FactState | None = beat.data["coinc"]
-        family, fact, values = self.new_fact(P, si, coinc.family if coinc else None)
+        family, fact, values = self.new_fact(P, si, coinc.family if coinc else None, coincidence=bool(coinc))
         clause = fill(fact.clause, values)
         s_share = add(PARTNER, self.say(self.pick("share"), clause_i=self.clause(clause, P, "first")))
-        react = self.pick_from(family, "react") if self.rng.random() < 0.6 else self.pick("react_main")
+        if fact.sad:
+            react = self.pick("react_sad")
+        else:
+            react = self.pick_from(family, "react") if self.rng.random() < 0.6 else self.pick("react_main")
         links = []
         if coinc:
             B = coinc.owner
@@ -391,19 +431,21 @@ class _EpisodeBuilder:
             links.append((coinc.memory_id, "related"))
         else:
             s_react = add(MAIN, react)
-        events.append(self.say(self.pick("share", "event"), P=P, label=family.label))
+        events.append(self.phrase(self.pick("share", "event"), P=P, label=family.label))
         pm = self.memory(si, P, "partner_fact", family.id, [s_share, s_react], links, P=P,
                          clause_they=self.clause(clause, P, "third"), clause_named=self.clause(clause, P, "third", True))
         fs = FactState(P, family, fact, values, clause, pm.memory.id, si)
         self.facts.append(fs)
         if beat.data["feel"]:
-            feel = self.pick_from(family, "feel")
+            feel = fill(self.pick_for(family, fact, "feel"), values)
+            happy = feel.startswith("+")
+            feel = feel.lstrip("+")
             s_feel = add(PARTNER, self.say(self.pick("feel"), feel_i=render_person(feel, self.person(P, "first"))))
-            add(MAIN, self.say(self.pick("support")))
+            add(MAIN, self.say(self.pick("support_positive" if happy else "support")))
             self.memory(si, P, "partner_feel", family.id, [s_feel], [(pm.memory.id, "related")], P=P,
                         feel_they=render_person(feel, self.person(P, "third")))
         if beat.data["offer"]:
-            offer = self.pick_from(family, "offer")
+            offer = fill(self.pick_for(family, fact, "offer"), values)
             s_off = add(MAIN, self.say(self.pick("offer"), offer_you=render_offer(offer, "second", self.pron[P])))
             s_acc = add(PARTNER, self.say(self.pick("accept"), M=M))
             om = self.memory(si, M, "offer", family.id, [s_off, s_acc], [(pm.memory.id, "related")], P=P,
@@ -425,7 +467,7 @@ class _EpisodeBuilder:
             s_a = add(MAIN, self.say(self.pick("share"), clause_i=self.clause(clause, M, "first")))
             links = []
         add(PARTNER, self.say(self.pick("react_generic")))
-        events.append(self.say(self.pick("main", "event"), M=M, label=family.label))
+        events.append(self.phrase(self.pick("main", "event"), M=M, label=family.label))
         pm = self.memory(si, M, "main_fact", family.id, [s_q, s_a], links, P=P, clause_i=self.clause(clause, M, "first"))
         if old is None:
             self.facts.append(FactState(M, family, fact, values, clause, pm.memory.id, si))

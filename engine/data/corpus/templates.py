@@ -13,7 +13,8 @@ Fact clauses are written once with person tokens and rendered in first, second o
     second → "you are training for the Berlin marathon in May"     (the main speaker recalls it)
     third  → "he is training …" / "Bob is training …"               (a memory sentence)
 
-Offers use ``{them}``/``{their}``/``{they_are}`` for the partner who receives them.
+Offers use ``{them}``/``{their}``/``{they_are}`` for the partner who receives them. A feeling that
+starts with ``+`` is a happy one (the main speaker answers from ``support_positive``).
 A template error is a :class:`~engine.data.errors.DataFormatError` naming the file, the record
 (family or section) and the field.
 """
@@ -33,11 +34,11 @@ PRONOUNS = {
     "she": {"sub": "she", "obj": "her", "pos": "her", "self": "herself"},
     "he": {"sub": "he", "obj": "him", "pos": "his", "self": "himself"},
 }
-PERSON_TOKENS = ("I", "me", "my", "myself", "am", "was", "have", "do", "s")
+PERSON_TOKENS = ("I", "me", "my", "myself", "am", "was", "have", "do", "s", "es")
 OFFER_TOKENS = ("them", "their", "they_are")
 PHRASING_KEYS = (
-    "greet_open", "greet_reply", "share", "what_about_you", "react_generic", "react_main", "feel",
-    "support", "followup", "ask_generic", "progress", "progress_react", "change", "change_react",
+    "greet_open", "greet_reply", "share", "what_about_you", "react_generic", "react_main", "react_sad", "feel",
+    "support", "support_positive", "followup", "ask_generic", "progress", "progress_react", "change", "change_react",
     "cross_ask", "cross_answer", "cross_react", "coincidence", "coincidence_react", "self_again",
     "offer", "accept", "promise_recall", "promise_thanks", "close", "close_reply",
 )
@@ -77,16 +78,16 @@ def render_person(text: str, who: Person) -> str:
             return m.group(0)
         if who.grammatical == "first":
             return {"I": "I", "me": "me", "my": "my", "myself": "myself", "am": "am", "was": "was",
-                    "have": "have", "do": "do", "s": ""}[tok]
+                    "have": "have", "do": "do", "s": "", "es": ""}[tok]
         if who.grammatical == "second":
             return {"I": "you", "me": "you", "my": "your", "myself": "yourself", "am": "are",
-                    "was": "were", "have": "have", "do": "do", "s": ""}[tok]
+                    "was": "were", "have": "have", "do": "do", "s": "", "es": ""}[tok]
         if tok == "I":
             return subject(False)
         if tok == "my":
             return subject(True)
         return {"me": pr["obj"], "myself": pr["self"], "am": "is", "was": "was", "have": "has",
-                "do": "does", "s": "s"}[tok]
+                "do": "does", "s": "s", "es": "es"}[tok]
 
     return TOKEN.sub(sub, text)
 
@@ -126,6 +127,9 @@ class Fact:
     ask: tuple[str, ...]
     slots: dict = field(default_factory=dict, hash=False, compare=False)
     change: dict | None = field(default=None, hash=False, compare=False)
+    sad: bool = False  # bad news: the main speaker answers from react_sad
+    feel: tuple[str, ...] = ()  # overrides the family's feelings when given
+    offer: tuple[str, ...] = ()  # overrides the family's offers when given
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,11 @@ def _load_fact(file, family_id, fi, raw) -> Fact:
     ask = _strings(file, rec, raw, "ask")
     for i, a in enumerate(ask):
         _check_tokens(file, rec, f"ask[{i}]", a, set(slots))
+    extra = {}
+    for key, tokens in (("feel", PERSON_TOKENS), ("offer", OFFER_TOKENS)):
+        extra[key] = _strings(file, rec, raw, key) if key in raw else ()
+        for i, t in enumerate(extra[key]):
+            _check_tokens(file, rec, f"{key}[{i}]", t, set(tokens) | set(slots))
     change = raw.get("change")
     if change is not None:
         if not isinstance(change, dict) or not isinstance(change.get("clause"), str):
@@ -220,7 +229,11 @@ def _load_fact(file, family_id, fi, raw) -> Fact:
         new_slots = _load_slots(file, rec, "change.slots", change.get("slots"))
         _check_tokens(file, rec, "change.clause", change["clause"], allowed | set(new_slots))
         change = {"clause": change["clause"], "slots": new_slots}
-    return Fact(family_id, fid, raw["clause"], raw["np"], ask, slots, change)
+    mood = raw.get("mood", "happy")
+    if mood not in ("happy", "sad"):
+        raise DataFormatError(file, rec, "mood", f"expected 'happy' or 'sad', got {mood!r}")
+    return Fact(family_id, fid, raw["clause"], raw["np"], ask, slots, change, mood == "sad",
+                extra["feel"], extra["offer"])
 
 
 def _load_family(file, fi, raw) -> Family:

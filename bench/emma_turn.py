@@ -1,0 +1,125 @@
+"""One EMMA bot turn with N stored memories: our path vs the released per-turn loop, same models, same run.
+
+Ours (paper §4.2 as built in engine/systems/emma): one context encoding, top-1 over the cached memory
+matrix (+ linked memories), one generation. Reference (the published release's loop, papers/INDEX.md):
+re-encode the context and every memory one by one padded to 512 tokens, then one sampled generation per
+stored memory to find its links, then the same reply generation.
+
+Prints one JSON line per N in {10, 100, 1000}: medians (seconds), ratio = reference / ours, and
+ours(N) / ours(10). Targets: ratio >= 20 at N=100; ours(1000) <= 1.5 x ours(10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_models import load_models, synthetic_memories  # noqa: E402
+
+MAX_NEW = 16
+UTTERANCE = "Hi Alice, did Bob tell you how his cat is doing after the vet visit?"
+
+
+def build_agent(lm, encoder, n):
+    from engine.data.model import Speaker
+    from engine.memory import MemoryStore
+    from engine.systems.generation import GenerationSettings
+    from engine.systems.registry import make_agent
+
+    agent = make_agent("emma", lm, encoder, settings=GenerationSettings(
+        max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, do_sample=True, seed=0))
+    store = MemoryStore("Alice")
+    mems = [store.add(who, text, s) for who, text, s in synthetic_memories(n)]
+    for i in range(1, n, 3):  # some links, as a session end would leave them
+        store.link(mems[i].id, mems[i - 1].id) if mems[i].session >= mems[i - 1].session else None
+    agent.store = store
+    agent.retriever.refresh(store)  # vectors are computed when memories are stored (session end)
+    agent.start_session(Speaker("Alice", "teacher"), Speaker("Carol", "nurse"), 3)
+    return agent
+
+
+def our_turn(agent) -> float:
+    agent.turns = []
+    t = time.perf_counter()
+    for _ in agent.respond(UTTERANCE):
+        pass
+    return time.perf_counter() - t
+
+
+def reference_turn(agent) -> float:
+    """The released loop: everything recomputed per turn, one memory at a time."""
+    import torch
+
+    from engine.systems import generation as gen
+    from engine.systems.emma import formats
+
+    enc, lm, store = agent.retriever.context_encoder, agent.dialogue.lm, agent.store
+    mems = store.memories()
+    agent.turns = []
+    t = time.perf_counter()
+    with torch.inference_mode():
+        def embed(text):
+            b = enc.tokenizer([text], padding="max_length", truncation=True, max_length=512, return_tensors="pt")
+            h = enc.model(**b).last_hidden_state
+            v = (h * b["attention_mask"].unsqueeze(-1)).sum(1) / b["attention_mask"].sum(1, keepdim=True)
+            return torch.nn.functional.normalize(v, dim=-1)[0]
+
+        c = embed(UTTERANCE)
+        vecs = [embed(m.text) for m in mems]  # every memory re-encoded, one by one
+        top = max(range(len(mems)), key=lambda i: float(vecs[i] @ c))
+        linked = []
+        settings = gen.GenerationSettings(max_new_tokens=2, do_sample=True, seed=0)
+        for m in mems:  # one sampled generation per stored memory to find links
+            prompt = agent.dialogue.link_prompt(mems[top].text, m.text)
+            if gen.generate_text(lm, prompt, settings).strip().lower().startswith("pos"):
+                linked.append(m.text)
+    prompt = agent.dialogue.reply_prompt(agent.main, agent.partner, [(mems[top].text, linked[:4])],
+                                         agent.session_index, [(agent.partner.name, UTTERANCE)])
+    for _ in agent.dialogue.stream_reply(prompt):
+        pass
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, nargs="*", default=[10, 100, 1000])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ref-budget-s", type=float, default=300.0,
+                    help="fewer reference repeats when slow; skip (and say so) a reference turn estimated beyond it")
+    args = ap.parse_args(argv)
+    lm, encoder, desc = load_models()
+    base = None
+    per_memory = None  # reference seconds per stored memory, from the last measured N
+    for n in args.n:
+        agent = build_agent(lm, encoder, n)
+        our_turn(agent)  # warm-up
+        ours = statistics.median(our_turn(agent) for _ in range(args.repeats))
+        base = base if base is not None else ours
+        line = {"bench": "emma_turn", "n_memories": n, "ours_median_s": round(ours, 4),
+                "ours_vs_first_n": round(ours / base, 2), "ours_repeats": args.repeats}
+        estimate = None if per_memory is None else per_memory * n
+        if estimate is not None and estimate > args.ref_budget_s:
+            line.update(reference_median_s=None, ratio=None, reference_repeats=0,
+                        reference_skipped=f"one reference turn would take about {estimate:.0f} s "
+                                          f"(> --ref-budget-s {args.ref_budget_s:.0f}); not measured")
+        else:
+            refs = [reference_turn(agent)]
+            while len(refs) < args.repeats and sum(refs) * (len(refs) + 1) / len(refs) < args.ref_budget_s:
+                refs.append(reference_turn(agent))
+            ref = statistics.median(refs)
+            per_memory = ref / n
+            line.update(reference_median_s=round(ref, 4), ratio=round(ref / ours, 1), reference_repeats=len(refs))
+        line.update(max_new_tokens=MAX_NEW, generator=desc, encoder=encoder.name)
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

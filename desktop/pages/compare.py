@@ -1,0 +1,378 @@
+"""Compare page: two to four agents answer the same user turns, with the same partner switches.
+
+Blind mode shows the panels as A, B, C, D in a shuffled order; the systems are revealed after the
+first vote. A vote (left better / right better / tie / both bad) between two panels is appended to
+``compare/votes.jsonl`` with both transcripts, and the leaderboard is refitted (Bradley–Terry with
+bootstrap intervals, :mod:`desktop.leaderboard`).
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import string
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QTextBrowser, QVBoxLayout, QWidget)
+
+from desktop import compare_store
+from desktop.agent_session import AgentSession
+from desktop.leaderboard import leaderboard
+from desktop.pages.chat import CSS, ENGINE_MISSING, SYSTEMS, PartnerDialog, speaker_label
+
+VOTES = (("left", "Left better"), ("right", "Right better"), ("tie", "Tie"), ("both_bad", "Both bad"))
+
+
+class Panel(QGroupBox):
+    """One agent's transcript in the comparison."""
+
+    def __init__(self, letter: str, system: str, session: AgentSession):
+        super().__init__()
+        self.letter, self.system, self.agent = letter, system, session
+        self.turns: list[dict] = []  # {"session", "role", "text", "memories"}
+        self.streaming: dict | None = None
+        box = QVBoxLayout(self)
+        self.view = QTextBrowser()
+        self.view.document().setDefaultStyleSheet(CSS)
+        box.addWidget(self.view)
+        session.token.connect(self._token)
+
+    def set_title(self, reveal: bool):
+        label = dict(SYSTEMS).get(self.system, self.system)
+        self.setTitle(f"{self.letter} — {label}" if reveal else f"{self.letter}")
+
+    def _token(self, piece):
+        if self.streaming is not None:
+            self.streaming["text"] += piece
+            self.view.moveCursor(self.view.textCursor().MoveOperation.End)
+            self.view.insertPlainText(piece)
+
+    def render(self, main: str, partners: dict[int, dict]):
+        parts, last = [], None
+        for t in self.turns:
+            if t["session"] != last:
+                last = t["session"]
+                parts.append(f"<p class='session'>Session {last + 1} with {html.escape(speaker_label(partners[last]))}</p>")
+            who = main if t["role"] == "bot" else partners[t["session"]]["name"]
+            cls = t["role"]
+            parts.append(f"<p class='{cls}'><b>{html.escape(who)}:</b> {html.escape(t['text'])}</p>")
+            if t.get("error"):
+                parts.append(f"<p class='err'>⚠ {html.escape(t['error'])}</p>")
+            if t.get("memories"):
+                mems = "; ".join(html.escape(m.get("text", "")[:80]) for m in t["memories"])
+                parts.append(f"<p class='mem'>memories given: {mems}</p>")
+        self.view.setHtml("".join(parts))
+        self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
+
+
+class ComparePage(QWidget):
+    def __init__(self, ctx, parent=None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.panels: list[Panel] = []
+        self.partners: dict[int, dict] = {}
+        self.session_index = -1
+        self.revealed = True
+        self.blind = False
+        self.main = {"name": "Alice", "job": ""}
+        self._run = 0
+        self._waiting: set[str] = set()
+        self._next_partner: dict | None = None
+        self._build()
+        self.refresh_leaderboard()
+        self._update_controls()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self):
+        root = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        root.addWidget(self.tabs)
+        side = QWidget()
+        self.tabs.addTab(side, "Side by side")
+        box = QVBoxLayout(side)
+
+        setup = QHBoxLayout()
+        self.count = QSpinBox()
+        self.count.setRange(2, 4)
+        self.count.setValue(2)
+        self.count.valueChanged.connect(self._show_pickers)
+        setup.addWidget(QLabel("Agents"))
+        setup.addWidget(self.count)
+        self.pickers = []
+        defaults = ["emma", "summary", "rag", "no-memory"]
+        for i in range(4):
+            c = QComboBox()
+            for key, label in SYSTEMS:
+                c.addItem(label, key)
+            c.setCurrentIndex(c.findData(defaults[i]))
+            self.pickers.append(c)
+            setup.addWidget(c)
+        self.main_name = QLineEdit(self.ctx.settings.value("chat/main_name", "Alice"))
+        self.main_name.setMaximumWidth(110)
+        self.main_job = QLineEdit(self.ctx.settings.value("chat/main_job", "teacher"))
+        self.main_job.setMaximumWidth(120)
+        self.blind_box = QCheckBox("Blind")
+        self.blind_box.setChecked(True)
+        self.blind_box.setToolTip("Hide which system is which (A/B…) until you vote")
+        self.start_button = QPushButton("Start…")
+        self.start_button.clicked.connect(self._ask_start)
+        for w in (QLabel("Agent"), self.main_name, self.main_job, self.blind_box, self.start_button):
+            setup.addWidget(w)
+        setup.addStretch(1)
+        box.addLayout(setup)
+
+        bar = QHBoxLayout()
+        self.session_label = QLabel()
+        self.session_label.setTextFormat(Qt.TextFormat.RichText)
+        self.new_session_button = QPushButton("New session with…")
+        self.new_session_button.clicked.connect(self._ask_new_session)
+        bar.addWidget(self.session_label, 1)
+        bar.addWidget(self.new_session_button)
+        box.addLayout(bar)
+
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.RichText)
+        box.addWidget(self.note)
+        if not self.ctx.engine_available:
+            self.note.setText(ENGINE_MISSING)
+        else:
+            self.note.hide()
+
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        box.addWidget(self.split, 1)
+
+        row = QHBoxLayout()
+        self.input = QLineEdit()
+        self.input.setPlaceholderText("Write as the partner; every agent answers the same turn (Enter sends)")
+        self.input.returnPressed.connect(self._send_clicked)
+        self.send_button = QPushButton("Send to all")
+        self.send_button.clicked.connect(self._send_clicked)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        row.addWidget(self.input, 1)
+        row.addWidget(self.send_button)
+        row.addWidget(self.stop_button)
+        box.addLayout(row)
+
+        vote = QHBoxLayout()
+        vote.addWidget(QLabel("Vote:"))
+        self.left_pick = QComboBox()
+        self.right_pick = QComboBox()
+        vote.addWidget(self.left_pick)
+        vote.addWidget(QLabel("vs"))
+        vote.addWidget(self.right_pick)
+        self.vote_buttons = {}
+        for key, label in VOTES:
+            b = QPushButton(label)
+            b.clicked.connect(lambda _=False, k=key: self.vote(k))
+            self.vote_buttons[key] = b
+            vote.addWidget(b)
+        vote.addStretch(1)
+        box.addLayout(vote)
+        QShortcut(QKeySequence("Escape"), self, activated=self.stop)
+
+        board = QWidget()
+        bbox = QVBoxLayout(board)
+        self.board_note = QLabel()
+        self.board_note.setWordWrap(True)
+        bbox.addWidget(self.board_note)
+        self.board = QTableWidget(0, 7)
+        self.board.setHorizontalHeaderLabels(["System", "Rating", "95% interval", "Games", "Wins", "Losses", "Ties"])
+        self.board.verticalHeader().hide()
+        self.board.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.board.horizontalHeader().setStretchLastSection(True)
+        bbox.addWidget(self.board, 1)
+        self.tabs.addTab(board, "Leaderboard")
+        self._show_pickers()
+
+    def _show_pickers(self):
+        for i, c in enumerate(self.pickers):
+            c.setVisible(i < self.count.value())
+
+    def _update_controls(self):
+        engine = self.ctx.engine_available
+        running = bool(self.panels)
+        busy = bool(self._waiting)
+        self.start_button.setEnabled(engine and not busy)
+        self.new_session_button.setEnabled(running and not busy)
+        self.send_button.setEnabled(running and not busy and self.session_index >= 0)
+        self.input.setEnabled(running)
+        self.stop_button.setEnabled(busy)
+        has_turns = running and any(t["role"] == "bot" for t in self.panels[0].turns)
+        for b in self.vote_buttons.values():
+            b.setEnabled(has_turns and not busy)
+        if not running:
+            self.session_label.setText("<i>Pick 2–4 systems and press “Start…”.</i>")
+        else:
+            p = self.partners.get(self.session_index, {})
+            mode = "blind — systems hidden until you vote" if not self.revealed else "systems shown"
+            self.session_label.setText(f"<b>Session {self.session_index + 1}</b> · partner "
+                                       f"<b>{html.escape(speaker_label(p))}</b> · {mode}")
+
+    # -- running a comparison -------------------------------------------------------------------------
+    def _ask_start(self):
+        dlg = PartnerDialog([], self, "First session with…")
+        if dlg.exec() == QDialog.DialogCode.Accepted and dlg.partner():
+            systems = [c.currentData() for c in self.pickers[: self.count.value()]]
+            self.start(systems, {"name": self.main_name.text().strip() or "Alice", "job": self.main_job.text().strip()},
+                       dlg.partner(), blind=self.blind_box.isChecked())
+
+    def start(self, systems: list[str], main: dict, partner: dict, blind: bool = True, seed: int | None = None):
+        """Start a comparison of ``systems`` (2–4); blind mode shuffles them behind letters."""
+        if not 2 <= len(systems) <= 4:
+            raise ValueError("compare two to four agents")
+        for p in self.panels:
+            p.agent.drop()
+            p.setParent(None)
+            p.deleteLater()
+        self.panels = []
+        self._run += 1
+        systems = list(systems)
+        if blind:
+            random.Random(seed).shuffle(systems)
+        self.blind, self.revealed, self.main = blind, not blind, dict(main)
+        self.partners, self.session_index = {}, -1
+        for i, system in enumerate(systems):
+            letter = string.ascii_uppercase[i]
+            agent = AgentSession(self.ctx.engine, f"compare-{self._run}-{letter}", system, main, parent=self)
+            agent.replied.connect(lambda r, a=agent: self._replied(a, r))
+            agent.failed.connect(lambda op, m, a=agent: self._failed(a, op, m))
+            agent.session_ended.connect(lambda r, a=agent: self._ended(a, r))
+            panel = Panel(letter, system, agent)
+            panel.set_title(self.revealed)
+            self.panels.append(panel)
+            self.split.addWidget(panel)
+            agent.create()
+        for combo in (self.left_pick, self.right_pick):
+            combo.clear()
+            combo.addItems([p.letter for p in self.panels])
+        self.right_pick.setCurrentIndex(1)
+        self.note.hide()
+        self._begin_session(partner)
+
+    def _begin_session(self, partner: dict):
+        self.session_index += 1
+        self.partners[self.session_index] = dict(partner)
+        for p in self.panels:
+            p.agent.start_session(partner, self.session_index)
+            p.render(self.main["name"], self.partners)
+        self._update_controls()
+
+    def _ask_new_session(self):
+        known = list({p["name"]: p for p in self.partners.values()}.values())
+        dlg = PartnerDialog(known, self)
+        if dlg.exec() == QDialog.DialogCode.Accepted and dlg.partner():
+            self.new_session(dlg.partner())
+
+    def new_session(self, partner: dict):
+        """End the session for every agent (each stores its memories), then all switch partner."""
+        self._next_partner = dict(partner)
+        self._waiting = {p.agent.agent_id for p in self.panels}
+        for p in self.panels:
+            p.agent.end_session()
+        self.ctx.status("ending the session for every agent…")
+        self._update_controls()
+
+    def _ended(self, agent, result):
+        self._waiting.discard(agent.agent_id)
+        if not self._waiting and self._next_partner is not None:
+            partner, self._next_partner = self._next_partner, None
+            self._begin_session(partner)
+
+    def _send_clicked(self):
+        text = self.input.text().strip()
+        if text and self.send_button.isEnabled():
+            self.input.clear()
+            self.send(text)
+
+    def send(self, text: str):
+        self._waiting = {p.agent.agent_id for p in self.panels}
+        for p in self.panels:
+            p.turns.append({"session": self.session_index, "role": "user", "text": text})
+            p.streaming = {"session": self.session_index, "role": "bot", "text": ""}
+            p.render(self.main["name"], self.partners)
+            p.view.append(f"<p class='bot'><b>{html.escape(self.main['name'])}:</b> </p>")
+            p.agent.respond(text)
+        self._update_controls()
+
+    def stop(self):
+        for p in self.panels:
+            if p.streaming is not None:
+                p.agent.cancel()
+
+    def _panel(self, agent) -> Panel:
+        return next(p for p in self.panels if p.agent is agent)
+
+    def _replied(self, agent, result):
+        p = self._panel(agent)
+        turn = p.streaming or {"session": self.session_index, "role": "bot", "text": ""}
+        p.streaming = None
+        turn["text"] = result.get("reply", turn["text"])
+        turn["memories"] = result.get("memories", [])
+        turn["cancelled"] = bool(result.get("cancelled"))
+        p.turns.append(turn)
+        p.render(self.main["name"], self.partners)
+        self._waiting.discard(agent.agent_id)
+        self._update_controls()
+
+    def _failed(self, agent, op, message):
+        p = self._panel(agent)
+        if op == "respond" and p.streaming is not None:
+            turn, p.streaming = p.streaming, None
+            turn["error"] = message
+            p.turns.append(turn)
+            p.render(self.main["name"], self.partners)
+        self._waiting.discard(agent.agent_id)
+        if op == "end_session" and not self._waiting and self._next_partner is not None:
+            partner, self._next_partner = self._next_partner, None
+            self._begin_session(partner)
+        self.note.setText(f"<span style='color:#b00020'>{html.escape(p.letter)}: {html.escape(op)} failed: "
+                          f"{html.escape(message)}</span>")
+        self.note.show()
+        self._update_controls()
+
+    # -- votes -------------------------------------------------------------------------------------------
+    def vote(self, outcome: str) -> dict | None:
+        li, ri = self.left_pick.currentIndex(), self.right_pick.currentIndex()
+        if li == ri or li < 0 or ri < 0:
+            self.ctx.status("pick two different panels to vote on")
+            return None
+        left, right = self.panels[li], self.panels[ri]
+        record = compare_store.append_vote(
+            self.ctx.data_dir, left.system, right.system, outcome, blind=not self.revealed,
+            transcript={"left": left.turns, "right": right.turns, "main": self.main},
+            partners=[self.partners[i] for i in sorted(self.partners)])
+        if not self.revealed:
+            self.revealed = True
+            for p in self.panels:
+                p.set_title(True)
+        self.ctx.status(f"vote stored: {left.letter} ({left.system}) vs {right.letter} ({right.system}): {outcome}")
+        self.refresh_leaderboard()
+        self._update_controls()
+        return record
+
+    def refresh_leaderboard(self):
+        try:
+            votes = compare_store.read_votes(self.ctx.data_dir)
+        except ValueError as e:
+            self.board_note.setText(f"<span style='color:#b00020'>{html.escape(str(e))}</span>")
+            return
+        rows = leaderboard([(v["left"], v["right"], v["outcome"]) for v in votes])
+        self.board.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            cells = [dict(SYSTEMS).get(row.system, row.system), f"{row.rating:.0f}",
+                     f"{row.low:.0f} – {row.high:.0f}", str(row.games), str(row.wins), str(row.losses), str(row.ties)]
+            for c, v in enumerate(cells):
+                item = QTableWidgetItem(v)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.board.setItem(r, c, item)
+        blind = sum(1 for v in votes if v.get("blind"))
+        self.board_note.setText(
+            f"{len(votes)} votes ({blind} blind) from {compare_store.votes_path(self.ctx.data_dir)}. "
+            "Bradley–Terry ratings on the Elo scale (mean 1000); ties and “both bad” count half a win each; "
+            "the interval is the 2.5–97.5 % range over 200 bootstrap resamples of the votes.")

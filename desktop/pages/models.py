@@ -1,0 +1,209 @@
+"""Models page: which device/dtype the engine uses and why, what is loaded, where models come from.
+
+Everything is asked of the engine worker (torch lives there): ``info`` for the facts, ``load``
+to load the configured models, ``prepare_models`` to build the embedded default (SmolLM2-135M-
+Instruct + all-MiniLM-L6-v2, DESIGN.md "Models, offline first") with a progress bar per stage.
+The 4-bit toggle (bitsandbytes NF4) is enabled only when the worker reports CUDA.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QProgressBar, QPushButton, QTextBrowser, QVBoxLayout, QWidget)
+
+from desktop.pages.chat import ENGINE_MISSING
+
+PATH_FIELDS = (("lm", "Backbone (generator)", "dir", "Hugging Face id or model directory; empty = embedded SmolLM2"),
+               ("encoder", "Encoder (retriever)", "dir", "BERT-family id or directory; empty = embedded MiniLM"),
+               ("emma_adapter", "EMMA adapter", "dir", "published/trained EMMA LoRA adapter directory (optional)"),
+               ("retriever", "EMMA retriever", "file", "published retriever checkpoint, .safetensors (optional)"))
+
+
+class ModelsPage(QWidget):
+    def __init__(self, ctx, parent=None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.info: dict = {}
+        self.bars: dict[str, QProgressBar] = {}
+        self._build()
+        ctx.engine_info_changed.connect(self.show_info)
+        if ctx.engine_info:
+            self.show_info(ctx.engine_info)
+
+    def _build(self):
+        root = QVBoxLayout(self)
+        if not self.ctx.engine_available:
+            note = QLabel(ENGINE_MISSING)
+            note.setWordWrap(True)
+            root.addWidget(note)
+
+        paths = QGroupBox("Models")
+        form = QFormLayout(paths)
+        cfg = self.ctx.model_config()
+        self.fields: dict[str, QLineEdit] = {}
+        for key, label, kind, tip in PATH_FIELDS:
+            edit = QLineEdit(cfg.get(key, ""))
+            edit.setPlaceholderText(tip)
+            browse = QPushButton("Browse…")
+            browse.clicked.connect(lambda _=False, k=key, t=kind: self._browse(k, t))
+            row = QHBoxLayout()
+            row.addWidget(edit, 1)
+            row.addWidget(browse)
+            form.addRow(label, row)
+            self.fields[key] = edit
+        self.four_bit = QCheckBox("Load the generator in 4-bit (bitsandbytes NF4, CUDA only)")
+        self.four_bit.setChecked(bool(cfg.get("load_in_4bit")))
+        self.four_bit.setEnabled(False)
+        self.four_bit.setToolTip("Enabled when the engine reports a CUDA GPU")
+        form.addRow("", self.four_bit)
+        buttons = QHBoxLayout()
+        self.apply_button = QPushButton("Apply and load")
+        self.apply_button.clicked.connect(self.apply_and_load)
+        self.refresh_button = QPushButton("Check engine")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.prepare_button = QPushButton("Prepare default models")
+        self.prepare_button.setToolTip("memlab models prepare: build SmolLM2-135M-Instruct as a safetensors "
+                                       "directory and check all-MiniLM-L6-v2 (offline, from the installed packages)")
+        self.prepare_button.clicked.connect(self.prepare)
+        for b in (self.apply_button, self.refresh_button, self.prepare_button):
+            b.setEnabled(self.ctx.engine_available)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        form.addRow(buttons)
+        root.addWidget(paths)
+
+        self.progress_box = QGroupBox("Progress")
+        self.progress_layout = QFormLayout(self.progress_box)
+        self.progress_box.hide()
+        root.addWidget(self.progress_box)
+
+        status = QGroupBox("Engine")
+        sbox = QVBoxLayout(status)
+        self.summary = QLabel("The engine worker has not started yet — press “Check engine”.")
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setWordWrap(True)
+        sbox.addWidget(self.summary)
+        self.details = QTextBrowser()
+        sbox.addWidget(self.details, 1)
+        root.addWidget(status, 1)
+
+    def on_shown(self):
+        if self.ctx.engine_available and not self.info:
+            self.refresh()
+
+    # -- actions -------------------------------------------------------------------------------------
+    def _browse(self, key, kind):
+        if kind == "dir":
+            path = QFileDialog.getExistingDirectory(self, "Choose a model directory")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", "safetensors (*.safetensors)")
+        if path:
+            self.fields[key].setText(path)
+
+    def config(self) -> dict:
+        cfg = {k: e.text().strip() for k, e in self.fields.items()}
+        cfg["load_in_4bit"] = self.four_bit.isChecked() and self.four_bit.isEnabled()
+        return cfg
+
+    def refresh(self):
+        self.ctx.engine.request("info", on_error=self._error)
+
+    def apply_and_load(self):
+        self.ctx.set_model_config(self.config())
+        self._progress("load", "loading models", 0, 0)
+        self.ctx.engine.request("load", on_done=lambda r: self._done("load"), on_error=self._error,
+                                on_progress=lambda label, d, t: self._progress("load", label, d, t))
+
+    def prepare(self):
+        self._progress("prepare", "preparing the embedded default", 0, 0)
+        self.prepare_button.setEnabled(False)
+
+        def done(result):
+            self.prepare_button.setEnabled(True)
+            self._done("prepare")
+            self.ctx.status("embedded default models are ready")
+
+        def failed(message):
+            self.prepare_button.setEnabled(True)
+            self._error(message)
+
+        self.ctx.engine.request("prepare_models", on_done=done, on_error=failed,
+                                on_progress=lambda label, d, t: self._progress(label, label, d, t))
+
+    def _progress(self, key, label, done, total):
+        self.progress_box.show()
+        stage = str(key).split(":")[0][:60]
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = QProgressBar()
+            self.bars[stage] = bar
+            self.progress_layout.addRow(html.escape(stage), bar)
+        if total and total > 0:
+            bar.setRange(0, 1000)
+            bar.setValue(int(1000 * min(done / total, 1.0)))
+            bar.setFormat(f"{label[:50]} — %p%")
+        else:
+            bar.setRange(0, 0)
+
+    def _done(self, key):
+        for bar in self.bars.values():
+            if bar.maximum() == 0:
+                bar.setRange(0, 1)
+                bar.setValue(1)
+
+    def _error(self, message):
+        self.summary.setText(f"<span style='color:#b00020'>{html.escape(message)}</span>")
+
+    # -- display -------------------------------------------------------------------------------------
+    def show_info(self, info: dict):
+        self.info = dict(info)
+        cuda = bool(info.get("cuda"))
+        self.four_bit.setEnabled(cuda and bool(info.get("bitsandbytes")))
+        if not cuda:
+            self.four_bit.setChecked(False)
+        lm, enc = info.get("lm") or {}, info.get("encoder") or {}
+        plan = lm.get("plan") or {}
+        if plan:
+            q = ", 4-bit NF4" if plan.get("load_in_4bit") else ""
+            head = f"Generator runs on <b>{html.escape(plan.get('device', '?'))} {html.escape(plan.get('dtype', '?'))}{q}</b>."
+        else:
+            head = "No model loaded yet (they load with the first chat or with “Apply and load”)."
+        gpu = f"CUDA: {html.escape(info.get('gpu', ''))}" if cuda else "no CUDA GPU: CPU float32, 4-bit off"
+        self.summary.setText(f"{head} torch {html.escape(str(info.get('torch')))} · {gpu} · "
+                             f"worker pid {info.get('pid')}")
+        out = []
+        for title, m in (("Generator", lm), ("Encoder", enc)):
+            if m:
+                p = m.get("plan") or {}
+                out.append(f"<p><b>{title}</b>: {html.escape(str(m.get('name')))} ({html.escape(str(m.get('kind', '')))})"
+                           f" on {html.escape(str(p.get('device')))} {html.escape(str(p.get('dtype')))}</p><ul>")
+                out += [f"<li>{html.escape(r)}</li>" for r in p.get("reasons", [])]
+                out.append("</ul>")
+        d = info.get("defaults") or {}
+        if d:
+            out.append("<p><b>Embedded default</b></p><ul>")
+            if "error" in d:
+                out.append(f"<li>{html.escape(d['error'])}</li>")
+            lmd = d.get("lm") or {}
+            if lmd:
+                state = "prepared" if lmd.get("prepared") else "not prepared — press “Prepare default models”"
+                out.append(f"<li>SmolLM2-135M-Instruct: {html.escape(str(lmd.get('path')))} — {state}"
+                           f"{'' if lmd.get('prepared') else ' (' + html.escape(str(lmd.get('detail', ''))) + ')'}</li>")
+            encd = d.get("encoder") or {}
+            if encd:
+                out.append(f"<li>all-MiniLM-L6-v2: {html.escape(str(encd.get('path', encd.get('detail', ''))))}</li>")
+            out.append("</ul>")
+        cfg = info.get("config") or {}
+        if cfg.get("emma_adapter") or cfg.get("retriever"):
+            out.append("<p><b>EMMA checkpoints</b></p><ul>")
+            if cfg.get("emma_adapter"):
+                out.append(f"<li>adapter: {html.escape(cfg['emma_adapter'])}</li>")
+            if cfg.get("retriever"):
+                out.append(f"<li>retriever: {html.escape(cfg['retriever'])}</li>")
+            out.append("</ul>")
+        if info.get("agents"):
+            out.append(f"<p><b>Agents in the worker</b>: {html.escape(', '.join(info['agents']))}</p>")
+        self.details.setHtml("".join(out))

@@ -1,0 +1,177 @@
+"""Annotate page: sign in, keyboard rating committed at once, resume, blind queue, every item form."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from study_helpers import make_ctx, make_study  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+def _ratings(study_path):
+    con = sqlite3.connect(study_path)
+    try:
+        return con.execute(
+            "SELECT a.name, g.name, c.name, r.value, r.comment, r.seconds FROM ratings r"
+            " JOIN annotators a ON a.id = r.annotator_id JOIN groups g ON g.id = r.group_id"
+            " JOIN criteria c ON c.id = r.criterion_id ORDER BY r.id").fetchall()
+    finally:
+        con.close()
+
+
+def _page(qtbot, root, study):
+    from desktop.pages.annotate import AnnotatePage
+
+    page = AnnotatePage(make_ctx(root, study))
+    qtbot.addWidget(page)
+    page.resize(1100, 720)
+    page.show()
+    return page
+
+
+def _sign_in_by_form(qtbot, page, campaign, name, group):
+    form = page.sign_in_panel
+    form.campaign.setCurrentText(campaign)
+    form.group.setCurrentText(group)
+    form.name.setText(name)
+    qtbot.mouseClick(form.start, Qt.LeftButton)
+
+
+def test_memory_campaign_rated_by_keyboard_is_committed_and_resumes(qtbot, tmp_path):
+    study = make_study(tmp_path)
+    page = _page(qtbot, tmp_path, study)
+    _sign_in_by_form(qtbot, page, "memory-check", "Ada", "A")
+    assert page.stack.currentWidget() is page.panel
+    total = page.item.total
+    assert total > 10
+    assert page.panel.progress_label.text() == f"0 / {total}"
+
+    # The criterion's definition and pass/fail anchors are on screen with the item.
+    card = page.cards[0]
+    assert card.criterion.definition and card.criterion.definition in card.definition.text()
+    assert "fully meets the criterion" in card.anchors.text()
+
+    first_key = page.item.key
+    qtbot.keyClick(page.panel, Qt.Key_P)
+    rows = _ratings(study)
+    assert len(rows) == 1 and rows[0][:4] == ("Ada", "A", page.item.criteria[0].name, 1)
+    assert rows[0][5] is not None and rows[0][5] >= 0  # seconds spent recorded
+    assert page.panel.progress_label.text() == f"1 / {total}"
+    assert "your rating: <b>pass</b>" in card.value_label.text()
+
+    qtbot.keyClick(page.panel, Qt.Key_N)
+    assert page.item.key != first_key
+    qtbot.keyClick(page.panel, Qt.Key_F)
+    assert _ratings(study)[-1][3] == 0
+    qtbot.keyClick(page.panel, Qt.Key_N)
+    third_key = page.item.key
+
+    # Back shows the earlier item with my own value, and an edit is a new row (append-only).
+    qtbot.keyClick(page.panel, Qt.Key_B)
+    qtbot.keyClick(page.panel, Qt.Key_B)
+    assert page.item.key == first_key
+    assert page.cards[0].value == 1
+    qtbot.keyClick(page.panel, Qt.Key_F)
+    assert [r[3] for r in _ratings(study)] == [1, 0, 0]
+    assert page.panel.progress_label.text() == f"2 / {total}"
+
+    # A fresh app on the same study resumes at the first unfinished item.
+    again = _page(qtbot, tmp_path, study)
+    assert again.sign_in_panel.name.text() == "Ada"  # remembered in the settings
+    _sign_in_by_form(qtbot, again, "memory-check", "Ada", "A")
+    assert again.item.key == third_key
+    assert again.item.position == 3
+    assert again.panel.progress_label.text() == f"2 / {total}"
+
+
+def test_likert_keys_rate_each_criterion_in_turn_and_comment_is_saved(qtbot, tmp_path, monkeypatch):
+    study = make_study(tmp_path, campaigns=(("quality", "dataset"),))
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("quality", "Bo", "B")
+    assert page.item.target == "session" and page.panel.item_view.kind == "session"
+    names = [c.criterion.name for c in page.cards]
+    assert names == ["consistency", "coherence"]
+    assert "flawless" in page.cards[0].anchors.text()  # 1–5 anchors of Appendix F
+    qtbot.keyClick(page.panel, Qt.Key_4)
+    qtbot.keyClick(page.panel, Qt.Key_2)
+    assert [(r[2], r[3]) for r in _ratings(study)] == [("consistency", 4), ("coherence", 2)]
+    assert page.panel.progress_label.text().startswith("1 / ")
+    # P on a Likert-only item is refused with a message, not stored.
+    qtbot.keyClick(page.panel, Qt.Key_P)
+    assert len(_ratings(study)) == 2 and "1–5" in page.panel.saved_label.text()
+
+    # C asks for a comment; it is stored with the active criterion's rating (a new row).
+    monkeypatch.setattr("desktop.pages.annotate.QInputDialog.getMultiLineText",
+                        lambda *a, **k: ("speaker contradicts session 1", True))
+    qtbot.keyClick(page.panel, Qt.Key_Up)
+    qtbot.keyClick(page.panel, Qt.Key_C)
+    last = _ratings(study)[-1]
+    assert last[4] == "speaker contradicts session 1" and last[2] == "consistency" and last[3] == 4
+
+
+def test_queue_is_blind_to_other_annotators(qtbot, tmp_path):
+    from annotation.campaigns import add_annotator, create_campaign
+    from annotation.ratings import rate
+
+    study = make_study(tmp_path, campaigns=())
+    create_campaign(study, "full", "memory", groups=3, overlap="full")
+    add_annotator(study, "Ben", "B", "full")
+    add_annotator(study, "Bea", "A", "full")
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("full", "Ada", "A")
+    item = page.item
+    rate(study, "full", "Ben", item.item_id, item.criteria[0].name, 1)
+    rate(study, "full", "Bea", item.item_id, item.criteria[0].name, 0)
+    page.show_index(page.index)  # reload the same item after the others rated it
+    assert page.cards[0].value is None
+    assert "not rated" in page.cards[0].value_label.text()
+    shown = " ".join(w.text() for w in page.findChildren(type(page.panel.who)))
+    assert "Ben" not in shown and "Bea" not in shown
+    assert page.panel.progress_label.text().startswith("0 / ")
+
+    # Ada cannot switch to another group of the same campaign.
+    page.sign_out()
+    assert not page.sign_in("full", "Ada", "B")
+    assert "group A" in page.sign_in_panel.error.text()
+
+
+def test_every_item_kind_has_its_own_form(qtbot, tmp_path):
+    from annotation.campaigns import create_campaign
+
+    study = make_study(tmp_path, campaigns=(("memory-check", "memory"),))
+    create_campaign(study, "model", "model", groups=1)
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("memory-check", "Ada", "A")
+    seen = {}
+    for i in range(page.item.total):
+        page.show_index(i)
+        seen.setdefault(page.item.target, page.item)
+        if len(seen) == 3:
+            break
+    view = page.panel.item_view
+    for target, item in seen.items():
+        page.show_index(item.position - 1)
+        assert view.kind == target
+        if target == "memory":
+            assert item.content["memory"]["text"] in view.memory.memory_box.text()
+            assert "Source session" in view.memory.source_header.text()
+        elif target == "link":
+            assert {item.content["newer"]["id"], item.content["older"]["id"]} <= set(view.pair.graph.drawn_nodes)
+            assert "newer" in view.pair.pair_box.text() and "older" in view.pair.pair_box.text()
+        else:
+            assert item.content["utterance"]["text"] in view.tag.body.toPlainText()
+            assert item.content["memory"]["text"] in view.tag.memory_box.text()
+    page.sign_out()
+    assert page.sign_in("model", "Ada", "A")
+    assert view.kind == "episode"
+    assert "Session 1" in view.transcript.body.toPlainText()

@@ -1,0 +1,105 @@
+"""Memory page and link graph: filters, inspector, click-to-select, stable layout, redraw at 1,000+."""
+
+import random
+import time
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from desktop.memory_snapshot import MemorySnapshot
+
+pytestmark = pytest.mark.gui
+
+
+def snapshot(n=30, sessions=5, seed=0):
+    rnd = random.Random(seed)
+    partners = ["Bob", "Carol", "Dan"]
+    mems, links = [], []
+    for i in range(n):
+        s = i * sessions // n
+        about = "Alice" if i % 2 else partners[s % 3]
+        mems.append({"id": f"m{i}", "about": about, "session": s, "text": f"memory {i} about {about}",
+                     "source_turns": [f"s{s}t0"],
+                     "versions": [{"action": "created", "by": "agent", "at": 1.7e9, "text": f"memory {i}"}]})
+        if i:
+            links.append({"src": f"m{i}", "dst": f"m{rnd.randrange(i)}", "kind": "update" if i % 7 == 0 else "related"})
+    return MemorySnapshot.from_worker({"owner": "Alice", "memories": mems, "links": links},
+                                      title="test chat", turn_text={"s0t0": "Bob: I adopted a cat."})
+
+
+@pytest.fixture
+def page(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMLAB_NO_ENGINE", "1")
+    from desktop.context import AppContext
+    from desktop.pages.memory import MemoryPage
+
+    ctx = AppContext(settings_path=tmp_path / "s.ini", data_dir=tmp_path)
+    p = MemoryPage(ctx)
+    qtbot.addWidget(p)
+    p.resize(1200, 760)
+    p.show()
+    ctx.memory_changed.emit(snapshot())
+    return ctx, p
+
+
+def test_filters_by_speaker_session_and_text(page):
+    ctx, p = page
+    assert p.table.rowCount() == 30
+    p.about_filter.setCurrentText("Alice")
+    assert p.table.rowCount() == 15
+    assert {p.table.item(r, 1).text() for r in range(p.table.rowCount())} == {"Alice"}
+    p.session_filter.setCurrentText("1")
+    assert {p.table.item(r, 2).text() for r in range(p.table.rowCount())} == {"1"}
+    p.about_filter.setCurrentText("(all)")
+    p.session_filter.setCurrentText("(all)")
+    p.text_filter.setText("memory 2")
+    assert {p.table.item(r, 0).text() for r in range(p.table.rowCount())} == {"m2"} | {f"m{i}" for i in range(20, 30)}
+    assert "11 of 30" in p.count_label.text()
+
+
+def test_clicking_a_node_shows_it_in_the_inspector(page, qtbot):
+    ctx, p = page
+    g = p.graph
+    x, y = g.display_point("m4")
+    h = g.canvas.height()
+    ratio = g.canvas.device_pixel_ratio
+    qtbot.mouseClick(g.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(x / ratio), int(h - y / ratio)))
+    assert g.selected == "m4"
+    text = p.inspector.toPlainText()
+    assert "memory 4 about" in text and "Links" in text and "Source turns" in text and "Versions" in text
+    assert p.table.selectedItems()[0].text() == "m4"
+
+
+def test_layout_is_stable_when_memories_are_added(page):
+    ctx, p = page
+    before = dict(p.graph.layout_cache.pos)
+    bigger = snapshot(45, sessions=7)
+    # same ids keep their data; new ids arrive in later sessions
+    ctx.memory_changed.emit(bigger)
+    after = p.graph.layout_cache.pos
+    assert all(after[k] == v for k, v in before.items())
+    assert len(after) == 45
+
+
+def test_navigating_to_a_memory_selects_it(page):
+    ctx, p = page
+    ctx.show_memory(snapshot(), "m9")
+    assert p.graph.selected == "m9" and "memory 9" in p.inspector.toPlainText()
+
+
+def test_edits_are_disabled_for_a_read_only_snapshot(page):
+    ctx, p = page
+    p.select("m3")
+    assert not p.edit_button.isEnabled() and "live agent" in p.edit_button.toolTip()
+
+
+def test_redraw_of_1000_and_2000_memories_stays_interactive(page):
+    ctx, p = page
+    for n, limit_ms in ((1000, 1500), (2000, 3000)):
+        snap = snapshot(n, sessions=20, seed=1)
+        p.graph.snapshot = None
+        p.graph.set_snapshot(snap)
+        t0 = time.perf_counter()
+        ms = p.graph.redraw()
+        assert (time.perf_counter() - t0) * 1000 >= ms * 0.9
+        assert ms < limit_ms, f"{n} memories took {ms:.0f} ms to redraw"
