@@ -1,0 +1,1 @@
+"""Data files shipped with MemLab: starter-corpus templates, icons, default config."""
