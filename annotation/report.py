@@ -173,6 +173,7 @@ def chart_agreement(data: dict):
                     label="Krippendorff's α (95% CI)" if x == 0 or not ax.get_legend_handles_labels()[1][1:] else None)
         ax.annotate(f"{a:.2f}", (x + 0.2, a), textcoords="offset points", xytext=(8, -3), fontsize=7)
     ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlim(-0.7, len(crits) - 0.3)
     ax.set_xticks(list(xs))
     ax.set_xticklabels([_label(data, n) for n, _ in crits], fontsize=8, rotation=0)
     lo = min([0] + [c["krippendorff_alpha_ci"][0] for _, c in crits if c["krippendorff_alpha_ci"]])
@@ -295,7 +296,7 @@ table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0}
 th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f5f8}tbody tr:nth-child(even){background:#fafbfc}
 .facts td:first-child{width:14rem;color:#555}.muted{color:#666;font-size:.85rem}
-img{max-width:100%;margin:.5rem 0}dl{font-size:.85rem}dt{font-weight:600;margin-top:.5rem}
+img{max-width:100%;margin:.5rem 0}.anchors{margin:.2rem 0 .6rem;padding-left:1.2rem}dl{font-size:.85rem}dt{font-weight:600;margin-top:.5rem}
 """
 
 
@@ -310,9 +311,9 @@ def render_html(data: dict) -> str:
              "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts_rows(data)),
              "</tbody></table>", "<h2>Criteria</h2><dl>"]
     for c in data["criteria"]:
-        anchors = "; ".join(f"{k}: {v}" for k, v in c["anchors"].items())
+        anchors = "".join(f"<li><b>{html.escape(k)}</b> {html.escape(v)}</li>" for k, v in c["anchors"].items())
         parts.append(f"<dt>{html.escape(c['label'])} <span class='muted'>({c['scale']}, per {c['target']})</span></dt>"
-                     f"<dd>{html.escape(c['definition'])}<br><span class='muted'>{html.escape(anchors)}</span></dd>")
+                     f"<dd>{html.escape(c['definition'])}<ul class='anchors muted'>{anchors}</ul></dd>")
     parts.append("</dl><h2>Agreement</h2>")
     parts.append(_html_table(*agreement_table(data)))
     parts.append("<h2>Groups</h2>")

@@ -28,6 +28,7 @@ class AgentSession(QObject):
         self.options = dict(options or {})
         self.busy = False
         self.created = False
+        self.respond_request: int | None = None
 
     def _req(self, op, on_done=None, **fields):
         def done(result):
@@ -59,8 +60,9 @@ class AgentSession(QObject):
 
     def respond(self, text: str):
         self.busy = True
-        self.engine.request("respond", agent=self.agent_id, text=text, on_token=self.token.emit,
-                            on_done=self._replied, on_error=self._respond_failed)
+        self.respond_request = self.engine.request("respond", agent=self.agent_id, text=text,
+                                                   on_token=self.token.emit, on_done=self._replied,
+                                                   on_error=self._respond_failed)
 
     def _replied(self, result):
         self.busy = False
@@ -71,7 +73,8 @@ class AgentSession(QObject):
         self.failed.emit("respond", message)
 
     def cancel(self):
-        self.engine.cancel(self.agent_id)
+        if self.respond_request is not None:
+            self.engine.cancel(self.agent_id, self.respond_request)
 
     def rewind(self, user_turn: int):
         self._req("rewind", None, turn=user_turn)

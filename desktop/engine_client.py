@@ -171,10 +171,10 @@ class EngineClient(QObject):
         self._set_state("busy", op)
         return rid
 
-    def cancel(self, agent: str) -> None:
-        """Stop the agent's running generation at its next token."""
-        if self.is_running():
-            self._send({"op": "cancel", "id": 0, "agent": agent})
+    def cancel(self, agent: str, request: int) -> None:
+        """Stop the ``respond`` request ``request`` of ``agent`` at its next token (or before it starts)."""
+        if self.is_running() and request in self._pending:
+            self._send({"op": "cancel", "id": 0, "agent": agent, "request": request})
 
     def busy(self) -> bool:
         return bool(self._pending)
@@ -244,7 +244,7 @@ class EngineClient(QObject):
             result = msg.get("result")
             if msg.get("op") in ("info", "load", "set_config") and isinstance(result, dict):
                 self.info_changed.emit(result)
-            elif msg.get("op") == "prepare_models" and isinstance(result, dict) and "info" in result:
+            elif isinstance(result, dict) and isinstance(result.get("info"), dict):
                 self.info_changed.emit(result["info"])
             if msg.get("op") == "respond" and p and isinstance(result, dict) and not result.get("cancelled"):
                 rec = self._agents.get(p.fields.get("agent"))

@@ -19,7 +19,7 @@ Requests (parent → worker), each with an integer ``id``::
     {"op": "state" | "memory", "agent": A}          → result: state dict | memory snapshot dict
     {"op": "load_state", "agent": A, "state": {...}}
     {"op": "edit_memory", "agent": A, "memory": id, "text": T} / {"op": "delete_memory", ...}
-    {"op": "cancel", "agent": A}                     (handled at once, by the reader thread)
+    {"op": "cancel", "agent": A, "request": id}      (handled at once, by the reader thread)
     {"op": "shutdown"}
 
 Replies (worker → parent): ``{"kind": "token"|"progress"|"result"|"error", "id": ..., ...}`` and one
@@ -105,7 +105,8 @@ class _Worker:
         self.encoder = None
         self.retriever = None  # the published EMMA retriever checkpoint, when configured
         self.agents: dict = {}
-        self.cancels: dict[str, threading.Event] = {}
+        self.cancels: dict[str, tuple[int, threading.Event]] = {}  # agent → (respond request id, event)
+        self.cancelled_requests: set = set()
         self.inbox: queue.Queue = queue.Queue()
         self.send_lock = threading.Lock()
 
@@ -122,9 +123,14 @@ class _Worker:
                 self.inbox.put({"op": "shutdown", "id": -1})
                 return
             if msg.get("op") == "cancel":
-                ev = self.cancels.get(msg.get("agent"))
-                if ev is not None:
-                    ev.set()
+                # cancel names the respond request it stops: one that has not started yet is
+                # cancelled when it starts, and a late cancel cannot stop the next turn
+                target = msg.get("request")
+                with self.send_lock:
+                    self.cancelled_requests.add(target)
+                    current = self.cancels.get(msg.get("agent"))
+                if current is not None and current[0] == target:
+                    current[1].set()
                 continue
             self.inbox.put(msg)
             if msg.get("op") == "shutdown":
@@ -270,7 +276,7 @@ class _Worker:
         agent.main = _speaker(msg.get("main") or {"name": "Me"})
         self.agents[msg["agent"]] = agent
         describe = agent.describe() if hasattr(agent, "describe") else {}
-        return {"agent": msg["agent"], "system": system, "describe": _plain(describe)}
+        return {"agent": msg["agent"], "system": system, "describe": _plain(describe), "info": self.op_info(msg, rid)}
 
     def op_drop_agent(self, msg, rid):
         self.agents.pop(msg.get("agent"), None)
@@ -286,7 +292,10 @@ class _Worker:
         name = msg["agent"]
         agent = self.agent(msg)
         cancel = threading.Event()
-        self.cancels[name] = cancel
+        with self.send_lock:
+            self.cancels[name] = (rid, cancel)
+            if rid in self.cancelled_requests:
+                cancel.set()
         pieces = []
         started = time.perf_counter()
         cancelled = False
@@ -294,19 +303,20 @@ class _Worker:
             for piece in agent.respond(msg["text"], cancel):
                 pieces.append(piece)
                 self.send({"kind": "token", "id": rid, "agent": name, "text": piece})
-                if cancel.is_set():
-                    cancelled = True
-                    break
+            # the agent itself stops at the next token once ``cancel`` is set (Agent contract)
+            cancelled = cancel.is_set()
         except Exception as exc:
             if type(exc).__name__ == "Cancelled":
                 cancelled = True
             else:
                 raise
         finally:
-            self.cancels.pop(name, None)
+            with self.send_lock:
+                self.cancels.pop(name, None)
+                self.cancelled_requests.discard(rid)
         rec = getattr(agent, "last_turn", None)
         memory_ids = list(getattr(rec, "memory_ids", []) or [])
-        reply = getattr(rec, "reply", None) if rec is not None and not cancelled else None
+        reply = getattr(rec, "reply", None) if rec is not None else None
         given = []
         if memory_ids:
             snap = {m["id"]: m for m in memory_snapshot_dict(agent)["memories"]}

@@ -14,9 +14,9 @@ import textwrap
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QMenu, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QInputDialog, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-                               QPushButton, QTextBrowser, QVBoxLayout, QWidget)
+                               QPushButton, QTextBrowser, QToolButton, QVBoxLayout, QWidget)
 
 from desktop import chat_store
 from desktop.agent_session import AgentSession
@@ -105,22 +105,25 @@ class ChatPage(QWidget):
         self.main_job = QLineEdit(self.ctx.settings.value("chat/main_job", "teacher"))
         self.main_name.setPlaceholderText("agent's name")
         self.main_job.setPlaceholderText("job")
-        self.main_name.setMaximumWidth(140)
-        self.main_job.setMaximumWidth(160)
+        self.main_name.setMaximumWidth(120)
+        self.main_job.setMaximumWidth(140)
+        self.system.setMinimumContentsLength(14)
+        self.system.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.new_chat_button = QPushButton("New chat…")
         self.new_chat_button.clicked.connect(self._ask_new_chat)
-        self.open_button = QPushButton("Open…")
-        self.open_button.clicked.connect(self._ask_open)
-        self.export_json_button = QPushButton("Export JSON…")
-        self.export_json_button.clicked.connect(lambda: self._ask_export("json"))
-        self.export_md_button = QPushButton("Export Markdown…")
-        self.export_md_button.clicked.connect(lambda: self._ask_export("md"))
+        self.file_button = QToolButton()
+        self.file_button.setText("Chat file")
+        self.file_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.file_button)
+        self.open_button = menu.addAction("Open a saved chat…", self._ask_open)
+        self.export_json_button = menu.addAction("Export JSON (memlab-episode/1)…", lambda: self._ask_export("json"))
+        self.export_md_button = menu.addAction("Export Markdown…", lambda: self._ask_export("md"))
+        self.file_button.setMenu(menu)
         for w in (QLabel("System"), self.system, QLabel("Agent"), self.main_name, self.main_job,
                   self.new_chat_button):
             top.addWidget(w)
         top.addStretch(1)
-        for w in (self.open_button, self.export_json_button, self.export_md_button):
-            top.addWidget(w)
+        top.addWidget(self.file_button)
         root.addLayout(top)
 
         bar = QHBoxLayout()

@@ -108,6 +108,8 @@ class ComparePage(QWidget):
             for key, label in SYSTEMS:
                 c.addItem(label, key)
             c.setCurrentIndex(c.findData(defaults[i]))
+            c.setMinimumContentsLength(12)
+            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             self.pickers.append(c)
             setup.addWidget(c)
         self.main_name = QLineEdit(self.ctx.settings.value("chat/main_name", "Alice"))
@@ -119,10 +121,13 @@ class ComparePage(QWidget):
         self.blind_box.setToolTip("Hide which system is which (A/B…) until you vote")
         self.start_button = QPushButton("Start…")
         self.start_button.clicked.connect(self._ask_start)
-        for w in (QLabel("Agent"), self.main_name, self.main_job, self.blind_box, self.start_button):
-            setup.addWidget(w)
         setup.addStretch(1)
         box.addLayout(setup)
+        setup2 = QHBoxLayout()
+        for w in (QLabel("Agent"), self.main_name, self.main_job, self.blind_box, self.start_button):
+            setup2.addWidget(w)
+        setup2.addStretch(1)
+        box.addLayout(setup2)
 
         bar = QHBoxLayout()
         self.session_label = QLabel()

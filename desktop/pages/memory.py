@@ -36,9 +36,21 @@ class MemoryPage(QWidget):
 
     def _build(self):
         root = QVBoxLayout(self)
+        head = QHBoxLayout()
         self.title = QLabel()
         self.title.setTextFormat(Qt.TextFormat.RichText)
-        root.addWidget(self.title)
+        self.title.setWordWrap(True)
+        self.episode_pick = QComboBox()
+        self.episode_pick.hide()
+        self.episode_pick.currentIndexChanged.connect(self._pick_episode)
+        self.open_button = QPushButton("Open episodes file…")
+        self.open_button.setToolTip("Show the memory of an episode from a memlab-episode/1 file (read-only)")
+        self.open_button.clicked.connect(self._ask_open)
+        head.addWidget(self.title, 1)
+        head.addWidget(self.episode_pick)
+        head.addWidget(self.open_button)
+        root.addLayout(head)
+        self._episodes = []
 
         split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -162,6 +174,37 @@ class MemoryPage(QWidget):
     def current_id(self) -> str | None:
         items = self.table.selectedItems()
         return items[0].data(Qt.ItemDataRole.UserRole) if items else self.graph.selected
+
+    def _ask_open(self):
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open episodes", "", "Episodes (*.json *.jsonl)")
+        if path:
+            try:
+                self.open_episodes(path)
+            except ValueError as e:
+                QMessageBox.warning(self, "Open episodes", str(e))
+
+    def open_episodes(self, path):
+        """Show the memories of the episodes in a ``memlab-episode/1`` file (pick one in the combo)."""
+        from engine.data.episode_format import read_episodes
+
+        self._episodes = read_episodes(path)
+        self.episode_pick.blockSignals(True)
+        self.episode_pick.clear()
+        for ep in self._episodes:
+            self.episode_pick.addItem(f"{ep.id} · {ep.main.name} · {len(ep.memories)} memories")
+        self.episode_pick.blockSignals(False)
+        self.episode_pick.setVisible(len(self._episodes) > 1)
+        if self._episodes:
+            self._pick_episode(0)
+
+    def _pick_episode(self, i):
+        if 0 <= i < len(self._episodes):
+            self.graph.snapshot = None  # a different episode: fresh layout
+            snap = MemorySnapshot.from_episode(self._episodes[i])
+            self.ctx.memory_snapshot = snap
+            self.set_snapshot(snap)
 
     # -- selection -----------------------------------------------------------------------------------
     def navigate_to(self, memory_id):

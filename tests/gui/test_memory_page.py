@@ -83,6 +83,7 @@ def test_layout_is_stable_when_memories_are_added(page):
 
 def test_navigating_to_a_memory_selects_it(page):
     ctx, p = page
+    ctx.navigate_requested.connect(lambda key, payload: key == "memory" and p.navigate_to(payload))  # the window's job
     ctx.show_memory(snapshot(), "m9")
     assert p.graph.selected == "m9" and "memory 9" in p.inspector.toPlainText()
 
@@ -103,3 +104,21 @@ def test_redraw_of_1000_and_2000_memories_stays_interactive(page):
         ms = p.graph.redraw()
         assert (time.perf_counter() - t0) * 1000 >= ms * 0.9
         assert ms < limit_ms, f"{n} memories took {ms:.0f} ms to redraw"
+
+
+def test_opens_the_memory_of_an_episode_file(page, tmp_path):
+    from engine.data.episode_format import write_episodes
+    from engine.data.model import Episode, Link, Memory, Session, Speaker, Turn
+
+    ctx, p = page
+    bob = Speaker("Bob", "neighbour")
+    ep = Episode("ep-1", Speaker("Alice", "teacher"), [bob],
+                 [Session(0, bob, "", [Turn("s0t0", "Bob", "I adopted a cat called Milo.")])],
+                 [Memory("m0", "Alice", "Bob", "Bob adopted a cat called Milo.", 0, ["s0t0"]),
+                  Memory("m1", "Alice", "Alice", "I asked about Bob's cat.", 0, ["s0t0"])],
+                 [Link("m1", "m0", "related")])
+    path = write_episodes(tmp_path / "eps.json", [ep])
+    p.open_episodes(path)
+    assert p.table.rowCount() == 2 and "read-only" in p.title.text()
+    p.select("m0")
+    assert "Bob: I adopted a cat called Milo." in p.inspector.toPlainText()
