@@ -235,7 +235,7 @@ def agreement_table(data: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def annotator_table(data: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["Annotator", "Group", "Assigned", "Rated", "Minutes", "Gold correct"]
+    head = ["Annotator", "Group", "Items assigned", "Ratings given", "Minutes", "Gold correct"]
     rows = []
     for a in data["annotators"]:
         g = data["gold"].get(a["annotator"])

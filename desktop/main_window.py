@@ -35,9 +35,11 @@ class MainWindow(QMainWindow):
         self.keys = [p[0] for p in PAGES]
 
         self.sidebar = QListWidget()
-        self.sidebar.setFixedWidth(130)
+        self.sidebar.setFixedWidth(120)
         for i, (key, title, _m, _c) in enumerate(PAGES):
-            self.sidebar.addItem(f"{title}\tCtrl+{i + 1}")
+            self.sidebar.addItem(title)
+            self.sidebar.item(i).setToolTip(f"{title} (Ctrl+{i + 1})")
+        self.sidebar.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.sidebar.setStyleSheet("QListWidget { font-size: 14px; } QListWidget::item { padding: 8px 6px; }")
         self.stack = QStackedWidget()
         self._placeholders = {}

@@ -129,7 +129,9 @@ def run_chat(s: Shooter, ctx) -> None:
     chat = s.window.show_page("chat")
     s.log("chat: starting EMMA (loads the model in the worker)…")
     chat.new_chat("emma", {"name": "Alice", "job": "teacher"}, {"name": "Bob", "job": "Alice's brother, a chef"})
-    ready = lambda: chat.send_button.isEnabled() and not chat.busy()
+    # Ready = no request in flight in the engine client, nothing streaming, the input enabled.
+    ready = lambda: (not ctx.engine.busy() and chat.streaming is None and not chat.busy()
+                     and chat.send_button.isEnabled())
     if not s.wait(ready, 900, "the agent"):
         return
     script = [
@@ -148,18 +150,19 @@ def run_chat(s: Shooter, ctx) -> None:
         else:
             s.log(f"  new session with {arg['name']} (summarise + link)…")
             chat.new_session(arg)
+        s.settle(0.5)
         s.wait(ready, 900, what)
     s.shot("chat")
     s.log("  saving the chat into the study…")
     chat.finish_chat()
 
 
-def run_compare(s: Shooter) -> None:
+def run_compare(s: Shooter, ctx) -> None:
     page = s.window.show_page("compare")
     s.log("compare: EMMA vs summary baseline, blind…")
     page.start(["emma", "summary"], {"name": "Alice", "job": "teacher"}, {"name": "Bob", "job": "Alice's brother, a chef"},
                blind=True, seed=3)
-    done = lambda: page.send_button.isEnabled() if hasattr(page, "send_button") else True
+    done = lambda: not ctx.engine.busy()
     s.wait(done, 900, "compare agents")
     page.send("Hi Alice! I just opened my own little restaurant downtown. Want to come to the opening?")
     s.wait(done, 900, "compare replies")
@@ -250,7 +253,7 @@ def main(argv=None) -> int:
     s = Shooter(app, window, out, log)
     if not args.no_engine and ctx.engine_available:
         run_chat(s, ctx)
-        run_compare(s)
+        run_compare(s, ctx)
         s.window.show_page("models")
         s.settle(1.0)
         s.shot("models")

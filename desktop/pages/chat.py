@@ -23,9 +23,13 @@ from desktop.agent_session import AgentSession
 from desktop.chat_model import ChatDocument, ChatTurn
 from desktop.memory_snapshot import MemorySnapshot
 
-SYSTEMS = (("emma", "EMMA (egocentric memory + links)"), ("summary", "Session summaries (ablation)"),
-           ("rag", "RAG over raw history"), ("full-history", "Full history in the prompt"),
-           ("no-memory", "No memory"))
+SYSTEMS = (("emma", "EMMA"), ("summary", "Summary baseline"), ("rag", "RAG baseline"),
+           ("full-history", "Full history"), ("no-memory", "No memory"))
+SYSTEM_HELP = {"emma": "EMMA: egocentric memories about each speaker, linked across sessions (EMMA paper §4)",
+               "summary": "session summaries instead of egocentric memory (the EMMA paper's ablation)",
+               "rag": "raw past turns retrieved by similarity",
+               "full-history": "the whole history in the prompt, newest kept when it does not fit",
+               "no-memory": "no memory between sessions"}
 
 ENGINE_MISSING = ("<b>The engine is not installed</b> (PyTorch is missing), so live chat is off. "
                   "Annotation and studies work without it. To chat, install the engine: "
@@ -99,8 +103,9 @@ class ChatPage(QWidget):
         root = QVBoxLayout(self)
         top = QHBoxLayout()
         self.system = QComboBox()
-        for key, label in SYSTEMS:
+        for i, (key, label) in enumerate(SYSTEMS):
             self.system.addItem(label, key)
+            self.system.setItemData(i, SYSTEM_HELP[key], Qt.ItemDataRole.ToolTipRole)
         self.main_name = QLineEdit(self.ctx.settings.value("chat/main_name", "Alice"))
         self.main_job = QLineEdit(self.ctx.settings.value("chat/main_job", "teacher"))
         self.main_name.setPlaceholderText("agent's name")

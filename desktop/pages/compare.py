@@ -50,7 +50,8 @@ class Panel(QGroupBox):
             self.view.moveCursor(self.view.textCursor().MoveOperation.End)
             self.view.insertPlainText(piece)
 
-    def render(self, main: str, partners: dict[int, dict]):
+    def render(self, main: str, partners: dict[int, dict], reveal: bool = True):
+        """``reveal`` False hides which memories each turn was given (they would give the system away)."""
         parts, last = [], None
         for t in self.turns:
             if t["session"] != last:
@@ -61,7 +62,7 @@ class Panel(QGroupBox):
             parts.append(f"<p class='{cls}'><b>{html.escape(who)}:</b> {html.escape(t['text'])}</p>")
             if t.get("error"):
                 parts.append(f"<p class='err'>⚠ {html.escape(t['error'])}</p>")
-            if t.get("memories"):
+            if t.get("memories") and reveal:
                 mems = "; ".join(html.escape(m.get("text", "")[:80]) for m in t["memories"])
                 parts.append(f"<p class='mem'>memories given: {mems}</p>")
         self.view.setHtml("".join(parts))
@@ -189,7 +190,7 @@ class ComparePage(QWidget):
         self.board.setHorizontalHeaderLabels(["System", "Rating", "95% interval", "Games", "Wins", "Losses", "Ties"])
         self.board.verticalHeader().hide()
         self.board.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.board.horizontalHeader().setStretchLastSection(True)
+        self.board.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         bbox.addWidget(self.board, 1)
         self.tabs.addTab(board, "Leaderboard")
         self._show_pickers()
@@ -264,7 +265,7 @@ class ComparePage(QWidget):
         self.partners[self.session_index] = dict(partner)
         for p in self.panels:
             p.agent.start_session(partner, self.session_index)
-            p.render(self.main["name"], self.partners)
+            p.render(self.main["name"], self.partners, self.revealed)
         self._update_controls()
 
     def _ask_new_session(self):
@@ -299,7 +300,7 @@ class ComparePage(QWidget):
         for p in self.panels:
             p.turns.append({"session": self.session_index, "role": "user", "text": text})
             p.streaming = {"session": self.session_index, "role": "bot", "text": ""}
-            p.render(self.main["name"], self.partners)
+            p.render(self.main["name"], self.partners, self.revealed)
             p.view.append(f"<p class='bot'><b>{html.escape(self.main['name'])}:</b> </p>")
             p.agent.respond(text)
         self._update_controls()
@@ -320,7 +321,7 @@ class ComparePage(QWidget):
         turn["memories"] = result.get("memories", [])
         turn["cancelled"] = bool(result.get("cancelled"))
         p.turns.append(turn)
-        p.render(self.main["name"], self.partners)
+        p.render(self.main["name"], self.partners, self.revealed)
         self._waiting.discard(agent.agent_id)
         self._update_controls()
 
@@ -330,7 +331,7 @@ class ComparePage(QWidget):
             turn, p.streaming = p.streaming, None
             turn["error"] = message
             p.turns.append(turn)
-            p.render(self.main["name"], self.partners)
+            p.render(self.main["name"], self.partners, self.revealed)
         self._waiting.discard(agent.agent_id)
         if op == "end_session" and not self._waiting and self._next_partner is not None:
             partner, self._next_partner = self._next_partner, None
@@ -355,6 +356,7 @@ class ComparePage(QWidget):
             self.revealed = True
             for p in self.panels:
                 p.set_title(True)
+                p.render(self.main["name"], self.partners, True)
         self.ctx.status(f"vote stored: {left.letter} ({left.system}) vs {right.letter} ({right.system}): {outcome}")
         self.refresh_leaderboard()
         self._update_controls()

@@ -178,7 +178,8 @@ class ModelsPage(QWidget):
         for title, m in (("Generator", lm), ("Encoder", enc)):
             if m:
                 p = m.get("plan") or {}
-                out.append(f"<p><b>{title}</b>: {html.escape(str(m.get('name')))} ({html.escape(str(m.get('kind', '')))})"
+                kind = f" ({html.escape(str(m['kind']))})" if m.get("kind") else ""
+                out.append(f"<p><b>{title}</b>: {html.escape(str(m.get('name')))}{kind}"
                            f" on {html.escape(str(p.get('device')))} {html.escape(str(p.get('dtype')))}</p><ul>")
                 out += [f"<li>{html.escape(r)}</li>" for r in p.get("reasons", [])]
                 out.append("</ul>")

@@ -254,12 +254,23 @@ class LinkGraphCanvas(QWidget):
         nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=sizes,
                                edgecolors=["#d69e2e" if n in pair_edge else "white" for n in g.nodes],
                                linewidths=[3 if n in pair_edge else 1 for n in g.nodes])
-        nx.draw_networkx_labels(g, pos, ax=ax, labels={newer: "newer", older: "older"}, font_size=8,
-                                verticalalignment="bottom", font_color="#222222")
+        for node, label in ((newer, "newer"), (older, "older")):
+            ax.annotate(label, pos[node], xytext=(0, 13), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=8, color="#222222",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#d69e2e", "lw": 0.8})
+        from matplotlib.lines import Line2D
+
+        abouts = sorted({episode.memory(n).about for n in g.nodes}, key=lambda a: (a != episode.main.name, a))
+        handles = [Line2D([], [], marker="o", linestyle="", markersize=7, color=speaker_colour(episode, a),
+                          label=("self" if a == episode.main.name else a)) for a in abouts]
+        handles += [Line2D([], [], color="#999999", label="related"),
+                    Line2D([], [], color="#999999", linestyle="--", label="update")]
+        ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(handles), 7),
+                  frameon=False, title="memory about · link kind", title_fontsize=7, alignment="left")
         sessions = sorted(per_session)
         for s in sessions:
-            ax.text(s, 0.6, f"S{s + 1}", ha="center", va="bottom", fontsize=8, color="#555555")
-        ax.margins(0.2, 0.25)
+            ax.text(s, 0.75, f"session {s + 1}", ha="center", va="bottom", fontsize=8, color="#555555")
+        ax.margins(0.15, 0.2)
         self.drawn_nodes = list(g.nodes)
         self.canvas.draw_idle()
 
@@ -321,7 +332,7 @@ class TaggedUtteranceView(QWidget):
             raise KeyError(turn_id)
         pos = [t.id for t in session.turns].index(turn_id)
         context = {t.id for t in session.turns[max(0, pos - self.CONTEXT_TURNS): pos + 1]}
-        self.header.setText(session_header_html(episode, session) + "<b>Utterance</b> (highlighted) in context")
+        self.header.setText(session_header_html(episode, session) + "<div style='margin-top:6px'><b>Utterance</b> (highlighted) in context</div>")
         self.body.setHtml(transcript_html(episode, session, highlight={turn_id}, only=context))
         self.memory_box.setText(memory_box_html(episode, episode.memory(memory_id)))
 

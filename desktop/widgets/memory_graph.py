@@ -8,9 +8,10 @@ Layout (EMMA paper §3.3: memories are formed per session and linked newer → o
 
 Positions are cached per node (:class:`StableLayout`): a memory keeps its place when others are
 added, so the picture does not jump as a chat goes on. Nodes are coloured by the speaker the
-memory is about; edges are solid for ``related`` links and dashed for ``update`` links. Nodes and
-edges are drawn as two or three matplotlib collections (not one artist per node), which keeps a
-redraw of 1,000+ memories interactive; ``last_draw_ms`` records the last full redraw.
+memory is about; edges are solid for ``related`` links and dashed for ``update`` links. Nodes are
+one scatter collection and, above a few hundred links, edges are line collections (not one artist
+per node or edge), which keeps a redraw of 1,000+ memories interactive; small graphs get curved
+arrows so links between memories in one row stay visible; ``last_draw_ms`` records the last full redraw.
 
 Mouse: wheel zooms at the cursor, drag pans, click selects a node (``node_selected``).
 """
@@ -25,12 +26,14 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 SESSION_WIDTH = 3.0  # x units per session column
 LANE_WIDTH = 1.0  # x units per speaker lane inside a column
 ROW_HEIGHT = 1.0
+CURVED_EDGES_UP_TO = 300  # above this, straight line collections (fast redraws at 1,000+ memories)
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
            "#bcbd22", "#7f7f7f"]
 EDGE_STYLE = {"related": dict(linestyles="solid", colors="#8a8a8a", linewidths=0.9),
@@ -176,26 +179,40 @@ class MemoryGraph(QWidget):
         neighbours: set[str] = set()
         if self.selected in index:
             neighbours = set(g.successors(self.selected)) | set(g.predecessors(self.selected))
-        for kind, style in EDGE_STYLE.items():
-            segs = [(self._xy[index[u]], self._xy[index[v]]) for u, v, a in g.edges(data=True) if a.get("kind") == kind]
-            if segs:
-                ax.add_collection(LineCollection(segs, zorder=1, alpha=0.75, **style))
+        sel_edges = set()
         if self.selected in index:
-            segs = [(self._xy[index[u]], self._xy[index[v]]) for u, v in list(g.in_edges(self.selected)) +
-                    list(g.out_edges(self.selected))]
-            if segs:
+            sel_edges = set(g.in_edges(self.selected)) | set(g.out_edges(self.selected))
+        if g.number_of_edges() <= CURVED_EDGES_UP_TO:
+            # few links: curved arrows (newer → older), so links between memories of one row stay visible
+            for u, v, a in g.edges(data=True):
+                style = EDGE_STYLE.get(a.get("kind"), EDGE_STYLE["related"])
+                hot = (u, v) in sel_edges
+                ax.add_patch(FancyArrowPatch(
+                    self._xy[index[u]], self._xy[index[v]], connectionstyle="arc3,rad=0.3", arrowstyle="-|>",
+                    mutation_scale=9, shrinkA=4, shrinkB=4, zorder=2 if hot else 1,
+                    color="#111111" if hot else style["colors"], lw=2.0 if hot else style["linewidths"],
+                    linestyle="--" if a.get("kind") == "update" else "-", alpha=1.0 if hot else 0.8))
+        else:
+            for kind, style in EDGE_STYLE.items():
+                segs = [(self._xy[index[u]], self._xy[index[v]]) for u, v, a in g.edges(data=True)
+                        if a.get("kind") == kind]
+                if segs:
+                    ax.add_collection(LineCollection(segs, zorder=1, alpha=0.75, **style))
+            if sel_edges:
+                segs = [(self._xy[index[u]], self._xy[index[v]]) for u, v in sel_edges]
                 ax.add_collection(LineCollection(segs, zorder=2, colors="#111111", linewidths=2.0))
         ax.scatter(self._xy[:, 0], self._xy[:, 1], s=size, c=colours, zorder=3, edgecolors="white", linewidths=0.6)
         if self.selected in index:
             i = index[self.selected]
             ax.scatter([self._xy[i, 0]], [self._xy[i, 1]], s=size * 3.5, facecolors="none", edgecolors="#111111",
                        linewidths=2.0, zorder=4)
-            for nb in [self.selected, *sorted(neighbours)][:8]:
+            for nb in sorted(neighbours):
                 j = index[nb]
-                text = g.nodes[nb]["text"]
-                short = textwrap.shorten(text, 48, placeholder="…")
-                ax.annotate(short, self._xy[j], xytext=(8, 6), textcoords="offset points", fontsize=8, zorder=5,
-                            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#999999", alpha=0.9))
+                ax.scatter([self._xy[j, 0]], [self._xy[j, 1]], s=size * 2.2, facecolors="none",
+                           edgecolors="#555555", linewidths=1.2, zorder=4)
+            short = textwrap.fill(textwrap.shorten(g.nodes[self.selected]["text"], 90, placeholder="…"), 36)
+            ax.annotate(short, self._xy[i], xytext=(10, -10), textcoords="offset points", fontsize=8, zorder=6,
+                        va="top", bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#777777", alpha=0.95))
 
         handles = [Line2D([], [], marker="o", ls="", color=lay.colour(s), label=f"about {s}") for s in snap.speakers()]
         handles += [Line2D([], [], color=EDGE_STYLE["related"]["colors"], label="related link"),
@@ -219,7 +236,7 @@ class MemoryGraph(QWidget):
         x0, y0 = self._xy.min(axis=0)
         x1, y1 = self._xy.max(axis=0)
         self.ax.set_xlim(x0 - 1.0, x1 + 3.5)  # room on the right for labels
-        self.ax.set_ylim(y0 - 1.5, max(y1, 0) + 2.0)
+        self.ax.set_ylim(min(y0 - 1.5, -8.0), max(y1, 0) + 2.0)  # short columns sit under their labels
 
     def fit(self):
         self._fit_limits()

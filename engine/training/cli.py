@@ -34,6 +34,7 @@ def register(sub) -> None:
     d.add_argument("--negatives-per-positive", type=float, default=1.0)
     d.add_argument("--max-train-examples", type=int)
     d.add_argument("--max-valid-examples", type=int)
+    d.add_argument("--link-eval-pairs", type=int, help="held-out link pairs for the accuracy (default: all)")
     d.set_defaults(func=run_dialogue)
 
     r = tsub.add_parser("emma-retriever", help="triplet-loss training of EMMA's dual-encoder retriever")
@@ -163,7 +164,8 @@ def run_dialogue(args) -> int:
                                      tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
                                      negatives_per_positive=args.negatives_per_positive,
                                      max_train_examples=args.max_train_examples,
-                                     max_valid_examples=args.max_valid_examples, device=args.device,
+                                     max_valid_examples=args.max_valid_examples,
+                                     link_eval_pairs=args.link_eval_pairs, device=args.device,
                                      seed=args.seed, lora=lora)
     _err(f"training EMMA's dialogue module on {backbone} → {out}")
     report = train_dialogue(train, valid, out, settings=settings, loop_config=_loop_config(args),
@@ -173,7 +175,8 @@ def run_dialogue(args) -> int:
     for task, loss in (b.get("loss") or {}).items():
         lines.append(f"validation loss {task}: {loss:.4f} → {a['loss'][task]:.4f}")
     if b.get("link_accuracy") is not None:
-        lines.append(f"link-label accuracy on held-out pairs: {b['link_accuracy']:.3f} → {a['link_accuracy']:.3f}")
+        lines.append(f"link-label accuracy on {b['link_pairs']} held-out pairs: "
+                     f"{b['link_accuracy']:.3f} → {a['link_accuracy']:.3f}")
     lines.append(f"use it: memlab chat --agent emma --lm {backbone} --adapter {out}")
     _print_result(report, args, lines)
     return 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -225,16 +225,16 @@ def link_accuracy(model, tokenizer, kind: str, examples: Sequence[TaskExample], 
     return correct / len(links)
 
 
-def task_losses(model, encoded: Sequence[dict], kind: str, pad: int, batch_size: int) -> dict[str, float]:
-    """Validation loss per task (``generation``, ``summarize``, ``link``)."""
+def example_losses(model, encoded: Sequence[dict], kind: str, pad: int,
+                   cancel: threading.Event | None = None) -> list[float]:
+    """Mean answer-token cross-entropy of each example (one at a time: no padding work)."""
     from .loop import evaluate
 
-    out = {}
-    for task in TASKS:
-        subset = [e for e in encoded if e["task"] == task]
-        if subset:
-            out[task] = evaluate(model, subset, lambda b: encoding.collate(b, kind, pad), encoding.lm_loss,
-                                 batch_size)
+    out = []
+    for e in encoded:
+        if cancel is not None and cancel.is_set():
+            break
+        out.append(evaluate(model, [e], lambda b: encoding.collate(b, kind, pad), encoding.lm_loss, 1))
     return out
 
 
@@ -252,6 +252,7 @@ class DialogueTrainSettings:
     negatives_per_positive: float = 1.0
     max_train_examples: int | None = None
     max_valid_examples: int | None = None
+    link_eval_pairs: int | None = None  # held-out link pairs for the accuracy (balanced); None = all
     device: str | None = None
     seed: int = 0
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -282,12 +283,31 @@ def _subsample(items: list, n: int | None, seed: int) -> list:
     return random.Random(seed).sample(items, n)
 
 
-def measure(model, tokenizer, kind: str, valid_examples, valid_encoded, pad, settings, batch_size) -> dict:
-    """Validation loss per task and link-label accuracy on held-out pairs."""
+def held_out_link_pairs(examples: Sequence[TaskExample], n: int | None, seed: int) -> list[TaskExample]:
+    """Up to ``n`` held-out link examples, half ``positive`` and half ``negative`` when possible."""
+    links = [e for e in examples if e.task == "link"]
+    if n is None or len(links) <= n:
+        return links
+    rng = random.Random(seed)
+    by_label = {lab: [e for e in links if e.target == lab] for lab in formats.LINK_LABELS}
+    pos = rng.sample(by_label["positive"], min(len(by_label["positive"]), n // 2))
+    neg = rng.sample(by_label["negative"], min(len(by_label["negative"]), n - len(pos)))
+    return pos + neg
+
+
+def measure(model, tokenizer, kind: str, link_pairs, valid_encoded, pad, settings, batch_size) -> dict:
+    """Validation loss (overall = mean over examples, and per task) and link-label accuracy on held-out
+    pairs.  The overall loss equals the training loop's validation loss (evaluated one example at a time)."""
     t0 = time.process_time()
-    out = {"loss": task_losses(model, valid_encoded, kind, pad, batch_size),
-           "link_accuracy": link_accuracy(model, tokenizer, kind, valid_examples, max_input=settings.max_input,
-                                          batch_size=batch_size)}
+    losses = example_losses(model, valid_encoded, kind, pad)
+    per_task = {}
+    for task in TASKS:
+        vals = [l for l, e in zip(losses, valid_encoded) if e["task"] == task]
+        if vals:
+            per_task[task] = sum(vals) / len(vals)
+    out = {"overall": sum(losses) / len(losses) if losses else None, "loss": per_task,
+           "link_accuracy": link_accuracy(model, tokenizer, kind, link_pairs, max_input=settings.max_input,
+                                          batch_size=batch_size), "link_pairs": len(link_pairs)}
     out["cpu_s"] = time.process_time() - t0
     return out
 
@@ -321,9 +341,10 @@ def train_dialogue(train_episodes: Sequence[Episode], valid_episodes: Sequence[E
     train_ex = _subsample(build_examples(train_episodes, tasks=settings.tasks, seed=settings.seed,
                                          negatives_per_positive=settings.negatives_per_positive),
                           settings.max_train_examples, settings.seed)
-    valid_ex = _subsample(build_examples(valid_episodes, tasks=settings.tasks, seed=settings.seed + 1,
-                                         negatives_per_positive=settings.negatives_per_positive),
-                          settings.max_valid_examples, settings.seed + 1)
+    all_valid = build_examples(valid_episodes, tasks=settings.tasks, seed=settings.seed + 1,
+                               negatives_per_positive=settings.negatives_per_positive)
+    valid_ex = _subsample(all_valid, settings.max_valid_examples, settings.seed + 1)
+    link_pairs = held_out_link_pairs(all_valid, settings.link_eval_pairs, settings.seed + 2)
     if not train_ex:
         raise ValueError("the training episodes yield no examples (no sessions, turns or memories)")
     counts = {t: sum(e.task == t for e in train_ex) for t in TASKS}
@@ -333,12 +354,14 @@ def train_dialogue(train_episodes: Sequence[Episode], valid_episodes: Sequence[E
 
     model = attach_lora(lm.model, kind, settings.lora, reasons)
     pad = encoding.pad_id(tok)
-    bs = loop_config.eval_batch_size or loop_config.batch_size
-    before = measure(model, tok, kind, valid_ex, valid_enc, pad, settings, bs) if valid_ex else {}
+    bs = loop_config.batch_size
+    loop_config = replace(loop_config, eval_batch_size=1)  # validation loss = mean over examples, as measure()
+    before = measure(model, tok, kind, link_pairs, valid_enc, pad, settings, bs) if valid_ex else {}
     result = train(model, train_enc, valid_enc, collate=lambda b: encoding.collate(b, kind, pad),
                    loss_fn=encoding.lm_loss, io=PeftAdapterIO(), out_dir=out_dir, config=loop_config,
-                   progress=progress, cancel=cancel, resume=resume, reasons=reasons)
-    after = measure(model, tok, kind, valid_ex, valid_enc, pad, settings, bs) if valid_ex else {}
+                   progress=progress, cancel=cancel, resume=resume, reasons=reasons,
+                   initial_eval_loss=before.get("overall"))
+    after = measure(model, tok, kind, link_pairs, valid_enc, pad, settings, bs) if valid_ex else {}
     _write_base_name(Path(out_dir), lm.name)
     lm.model = model
     return DialogueReport(backbone=lm.name, kind=kind, out_dir=str(out_dir), n_train=len(train_ex),

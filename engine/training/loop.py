@@ -251,11 +251,13 @@ class _Stop(Exception):
 def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, collate: Collate,
           loss_fn: LossFn, io: ModelIO, out_dir, config: TrainConfig | None = None,
           progress: Progress | None = None, cancel: threading.Event | None = None,
-          resume: bool = False, reasons: list[str] | None = None) -> TrainResult:
+          resume: bool = False, reasons: list[str] | None = None,
+          initial_eval_loss: float | None = None) -> TrainResult:
     """Train ``model`` (its ``requires_grad`` parameters) on ``train_examples`` with ``loss_fn``.
 
     ``collate(list_of_examples) -> dict of tensors``; ``loss_fn(model, batch) -> scalar loss``.
-    Returns a :class:`TrainResult`; the best (or, without validation data, the last) weights are in
+    ``initial_eval_loss``: the validation loss before training when the caller already measured it
+    (skips the duplicate evaluation).  Returns a :class:`TrainResult`; the best (or, without validation data, the last) weights are in
     ``out_dir``.  With ``resume=True`` and a ``checkpoint-last`` in ``out_dir`` training continues
     where it stopped (same order of examples, AdamW moments restored).
     """
@@ -340,6 +342,9 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
     try:
         if status in ("completed", "early-stopped"):
             raise _Stop(status)
+        if valid_examples and initial_eval_loss is not None and st["initial"] is None:
+            st["initial"] = initial_eval_loss
+            st["history"].append({"epoch": 0, "step": 0, "eval_loss": st["initial"]})
         if valid_examples and config.eval_before and st["initial"] is None:
             st["initial"] = run_eval("before training")
             st["history"].append({"epoch": 0, "step": 0, "eval_loss": st["initial"]})
@@ -410,6 +415,14 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
         status = "completed"
     except _Stop as stop:
         status = stop.status
+        if status in ("budget", "max-steps") and valid_examples and st["global_step"] > 0:
+            # stopped mid-epoch by a budget: validate what was trained so "best" can include it
+            loss = run_eval(f"stopped by {status} at step {st['global_step']}")
+            st["history"].append({"epoch": st["epoch"] + st["micro"] / max(1, micro_per_epoch),
+                                  "step": st["global_step"], "train_loss": st["train_loss"], "eval_loss": loss})
+            if st["best"] is None or loss < st["best"] - config.min_delta:
+                st["best"] = loss
+                io.save(model, out / BEST_DIR)
         if status in ("cancelled", "budget", "max-steps"):
             checkpoint(None)
     finally:

@@ -65,3 +65,16 @@ def test_a_broken_chat_file_names_the_file(tmp_path):
 
     with pytest.raises(ValueError, match="chat-x.json"):
         chat_store.load_chat(bad)
+
+
+def test_finished_chats_go_into_the_open_study_as_live_chat_episodes(tmp_path):
+    from annotation.db import init_study, open_study
+
+    init_study(tmp_path / "study.db").close()
+    doc = _chat()
+    first = chat_store.import_into_study(tmp_path / "study.db", doc)
+    again = chat_store.import_into_study(tmp_path / "study.db", doc)  # continued after import: a new version
+    assert (first, again) == (doc.id, f"{doc.id}-v2")
+    with open_study(tmp_path / "study.db") as study:
+        assert study.one("SELECT COUNT(*) FROM episodes") == 2
+        assert study.one("SELECT COUNT(*) FROM turns") == 8

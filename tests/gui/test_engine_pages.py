@@ -163,6 +163,7 @@ def test_compare_blind_vote_reveals_names_and_updates_the_leaderboard(ctx, qtbot
     qtbot.waitUntil(lambda: page.session_index == 1 and not page._waiting, timeout=WAIT)
     page.send("Where does Bob's sister live now?")
     qtbot.waitUntil(lambda: not page._waiting, timeout=WAIT)
+    assert all("memories given" not in p.view.toPlainText() for p in page.panels), "blind: nothing gives a system away"
     record = page.vote("left")
     assert record["blind"] is True and record["left"] == page.panels[0].system
     assert len(record["transcript"]["left"]) == 4 and record["partners"][1]["name"] == "Carol"
