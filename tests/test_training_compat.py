@@ -20,6 +20,7 @@ def dirs(tmp_path_factory):
             "bert2": tt.bert_dir(root / "bert2", seed=1), "root": root}
 
 
+@pytest.mark.slow
 def test_release_style_lora_adapter_loads_onto_t5(dirs, tmp_path):
     from peft import LoraConfig, TaskType, get_peft_model
 

@@ -82,11 +82,12 @@ def test_chat_encoding_puts_the_loss_on_the_answer_only(models):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["t5", "llama"])
 def test_training_lowers_validation_loss_and_link_accuracy_is_measured(models, tmp_path, kind):
-    eps = tt.episodes(3)
+    eps = tt.episodes(2)
     lm = load_lm(models[kind], device="cpu")
-    settings = ed.DialogueTrainSettings(max_input=256, lora=ed.LoraSettings(r=8, alpha=16, dropout=0.0))
+    settings = ed.DialogueTrainSettings(max_input=160, link_eval_pairs=4,
+                                        lora=ed.LoraSettings(r=8, alpha=16, dropout=0.0))
     rep = ed.train_dialogue(eps, eps, tmp_path / kind, lm=lm, settings=settings,
-                            loop_config=TrainConfig(epochs=3, lr=2e-2, batch_size=8, show_bar=False))
+                            loop_config=TrainConfig(epochs=2, lr=2e-2, batch_size=8, show_bar=False))
     assert rep.kind == ("seq2seq" if kind == "t5" else "causal")
     assert rep.result["status"] == "completed"
     for task in ed.TASKS:

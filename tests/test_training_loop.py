@@ -47,6 +47,7 @@ def test_target_modules_per_architecture(llama_path, t5_path):
     assert target_modules_for(load_lm(llama_path, device="cpu").model) == ["q_proj", "v_proj"]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_and_adapter_dir_loads_back_with_peft(llama_path, tmp_path):
     from peft import PeftModel
 
@@ -72,6 +73,7 @@ def test_loss_goes_down_and_adapter_dir_loads_back_with_peft(llama_path, tmp_pat
     assert torch.allclose(want, got, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_it_stopped(llama_path, tmp_path):
     full = _lora_lm(llama_path)
     data = _examples(full)
@@ -91,6 +93,7 @@ def test_resume_continues_exactly_where_it_stopped(llama_path, tmp_path):
             assert torch.allclose(p, a[name], atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_cancel_stops_at_once_and_leaves_a_resumable_checkpoint(llama_path, tmp_path):
     lm = _lora_lm(llama_path)
     cancel = threading.Event()

@@ -253,17 +253,25 @@ def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | lis
                     pid = pid[-max(1, window - len(lid)):]
                     seqs.append(pid + lid)
                     targets_l.append([-100] * len(pid) + lid)
+                # left-pad so every label ends the row: only the last K positions need logits
+                # (a full-vocabulary logit tensor over whole prompts costs GBs with a 49k vocabulary)
                 n = max(len(s) for s in seqs)
+                keep = max(len(x) for x in label_ids) + 1
                 ids = torch.full((len(seqs), n), pad, dtype=torch.long)
                 mask = torch.zeros((len(seqs), n), dtype=torch.long)
                 tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
                 for r, (s, t) in enumerate(zip(seqs, targets_l)):
-                    ids[r, :len(s)] = torch.tensor(s)
-                    mask[r, :len(s)] = 1
-                    tgt[r, :len(t)] = torch.tensor(t)
-                logits = lm.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                logits = logits[:, :-1]
-                targets = tgt[:, 1:].to(device)
+                    ids[r, n - len(s):] = torch.tensor(s)
+                    mask[r, n - len(s):] = 1
+                    tgt[r, n - len(t):] = torch.tensor(t)
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device))
+                try:
+                    logits = lm.model(**kw, logits_to_keep=keep).logits
+                except TypeError:  # a model without logits_to_keep
+                    logits = lm.model(**kw).logits
+                logits = logits[:, -keep:-1]
+                targets = tgt[:, -(keep - 1):].to(device)
             logp = torch.log_softmax(logits.float(), dim=-1)
             valid = targets != -100
             picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)

@@ -87,3 +87,30 @@ def test_geometry_page_and_recent_studies_are_remembered(qtbot, tmp_path, monkey
     assert w2.current_key() == "models"
     assert ctx2.recent_studies()[0] == str(tmp_path / "other.db")
     assert "other.db" not in (ctx2.study_path or "")  # the last study is reopened only if the file exists
+
+
+def test_a_long_session_of_qt_calls_does_not_abort_the_interpreter():
+    """PySide6 6.12 on CPython 3.11 drops a reference to None per void Qt call (desktop.qt_compat);
+    without the work-around this aborts with 'none_dealloc' after a few thousand calls."""
+    code = (
+        "import os\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "import desktop\n"
+        "from PySide6.QtWidgets import QApplication, QLabel\n"
+        "app = QApplication([])\n"
+        "label = QLabel()\n"
+        "for i in range(30000):\n"
+        "    label.setText(str(i))\n"
+        "    app.processEvents()\n"
+        "print(label.text())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "29999"
+
+
+def test_the_none_work_around_targets_only_affected_versions():
+    from desktop.qt_compat import affected
+
+    assert affected("6.12.0", (3, 11)) and affected("6.13.1", (3, 10))
+    assert not affected("6.11.3", (3, 11)) and not affected("6.12.0", (3, 12))
