@@ -149,7 +149,7 @@ class _Worker:
                 self.send({"kind": "error", "id": rid, "op": op, "message": f"unknown request {op!r}"})
                 continue
             try:
-                result = handler(msg, rid)
+                result = _plain(handler(msg, rid))
                 self.send({"kind": "result", "id": rid, "op": op, "result": result})
             except Exception as exc:  # noqa: BLE001 — every failure goes back as a message
                 if _is_oom(exc):
@@ -213,7 +213,7 @@ class _Worker:
         try:
             import torch
 
-            info["torch"] = torch.__version__
+            info["torch"] = str(torch.__version__)
             info["cuda"] = bool(torch.cuda.is_available())
             if info["cuda"]:
                 info["gpu"] = torch.cuda.get_device_name(0)
@@ -302,7 +302,7 @@ class _Worker:
         try:
             for piece in agent.respond(msg["text"], cancel):
                 pieces.append(piece)
-                self.send({"kind": "token", "id": rid, "agent": name, "text": piece})
+                self.send({"kind": "token", "id": rid, "agent": name, "text": str(piece)})
             # the agent itself stops at the next token once ``cancel`` is set (Agent contract)
             cancelled = cancel.is_set()
         except Exception as exc:
@@ -396,8 +396,13 @@ def _plain(obj):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool, type(None), bytes)):
-        return obj
+    # exact builtin types only: a str/float subclass (torch's TorchVersion, numpy.float64) would make
+    # the UI process import its module when it unpickles the message
+    if obj is None or isinstance(obj, bool):
+        return obj if obj is None else bool(obj)
+    for t in (str, int, float, bytes):
+        if isinstance(obj, t):
+            return t(obj)
     if hasattr(obj, "tolist"):  # numpy / torch arrays
         return obj.tolist()
     if hasattr(obj, "to_dict"):

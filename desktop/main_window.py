@@ -177,9 +177,11 @@ class MainWindow(QMainWindow):
         plan = lm.get("plan") or {}
         if plan:
             q = ", 4-bit" if plan.get("load_in_4bit") else ""
-            self.device_label.setText(f"device: {plan.get('device')} {plan.get('dtype')}{q}")
             reasons = plan.get("reasons") or []
-            self.device_label.setToolTip("\n".join(reasons))
+            why = next((r for r in reasons if not r.startswith(("loaded", "the tokenizer"))), "")
+            short = f" — {why.split(';')[0].split(':')[0]}" if why else ""
+            self.device_label.setText(f"device: {plan.get('device')} {plan.get('dtype')}{q}{short}")
+            self.device_label.setToolTip("Why:\n" + "\n".join(reasons))
         elif "cuda" in info:
             self.device_label.setText("device: " + ("CUDA " + info.get("gpu", "") if info.get("cuda") else "CPU (no CUDA)"))
         if lm:

@@ -123,9 +123,10 @@ def test_linking_scores_labels_in_batches_without_sampling(lm, monkeypatch):
 def test_batched_label_scores_equal_one_by_one(lm):
     prompts = [gen.render_prompt(lm, formats.link_input(a, b), formats.chat_messages("link", m1=a, m2=b))
                for a, b in [("short", "a much longer memory sentence about a trip to Rome"), ("x y", "z")]]
-    batched = gen.score_labels(lm, prompts, formats.LINK_LABELS, batch_size=8)
-    single = np.concatenate([gen.score_labels(lm, [p], formats.LINK_LABELS) for p in prompts])
-    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-4)
+    for labels in (formats.LINK_LABELS, ("positive link here", "negative")):  # one-token and multi-token paths
+        batched = gen.score_labels(lm, prompts, labels, batch_size=8)
+        single = np.concatenate([gen.score_labels(lm, [p], labels) for p in prompts])
+        np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-4)
 
 
 def test_cancel_stops_the_turn_and_is_recorded(lm):

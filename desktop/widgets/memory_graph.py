@@ -168,7 +168,7 @@ class MemoryGraph(QWidget):
                 continue
             partners = [p for p in lay.lanes.get(s, [])[1:] if p != snap.owner]
             label = f"S{s + 1}"
-            if partners and px_per_session >= 90:
+            if partners and px_per_session >= 70:
                 label += f"\n{partners[0]}"
             ax.text(x0 + width / 2, top, label, ha="center", va="bottom", fontsize=8, color="#333333", clip_on=True)
         self._hover = ax.annotate("", (0, 0), xytext=(8, 6), textcoords="offset points", fontsize=8, zorder=6,

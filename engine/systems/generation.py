@@ -231,8 +231,20 @@ def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | lis
     out = np.zeros((len(prompts), L), dtype=np.float64)
     device = lm.model.device
     pad = tok.pad_token_id
+    single = lm.kind == "causal" and all(len(x) == 1 for x in label_ids)
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
+        if single:  # every label is one token: one row per prompt, read all labels off the last position
+            with torch.inference_mode():
+                enc = _tokenize(lm, chunk, max_length=context_window(lm) - 1)
+                pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                try:
+                    logits = lm.model(**enc, position_ids=pos, logits_to_keep=1).logits[:, -1]
+                except TypeError:
+                    logits = lm.model(**enc, position_ids=pos).logits[:, -1]
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                out[start:start + len(chunk)] = logp[:, [x[0] for x in label_ids]].cpu().numpy()
+            continue
         rows = [(p, lab) for p in chunk for lab in range(L)]
         with torch.inference_mode():
             if lm.kind == "seq2seq":

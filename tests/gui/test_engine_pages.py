@@ -12,6 +12,7 @@ import pytest
 
 from tiny_engine import engine_env
 
+pytest.importorskip("torch")
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 WAIT = 180_000  # ms; the 2-core build machine is shared
 
@@ -88,6 +89,22 @@ def test_mixed_chat_streams_stores_memories_and_exports(chat, ctx, qtbot, tmp_pa
     assert [s.partner.name for s in ep.sessions] == ["Bob", "Carol", "Bob"] and ep.memories
     chat.export(tmp_path / "chat.md", "md")
     assert "## Session 2 with Carol (nurse)" in (tmp_path / "chat.md").read_text()
+
+
+def test_a_saved_chat_reopens_and_continues_with_its_memory(chat, ctx, qtbot):
+    from desktop.pages.chat import ChatPage
+
+    saved = ctx.data_dir / "chats" / f"{chat.doc.id}.json"
+    other = ChatPage(ctx)
+    qtbot.addWidget(other)
+    doc = other.open_chat(saved)
+    assert [s.partner["name"] for s in doc.sessions] == ["Bob", "Carol", "Bob"]
+    assert "Session 2 — Alice with Carol (nurse)" in other.transcript.toPlainText()
+    qtbot.waitUntil(_idle(other), timeout=WAIT)
+    ctx.engine.request("memory", agent=doc.id, on_done=lambda r: setattr(other, "_mem", r))
+    qtbot.waitUntil(lambda: hasattr(other, "_mem"), timeout=WAIT)
+    assert {m["id"] for m in other._mem["memories"]} == {m["id"] for m in chat.doc.memory["memories"]}
+    other.agent.drop()
 
 
 def test_regenerate_and_edit_keep_the_old_turns_as_branches(chat, qtbot):
