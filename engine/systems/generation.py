@@ -7,7 +7,8 @@ seq2seq backbones.
   ``threading.Event`` cancels at the next token (:class:`engine.agent.Cancelled` is raised).
 * :func:`score_labels` — log-probability of each candidate answer (e.g. ``positive`` /
   ``negative``, EMMA §4.1 "Memory Linker") for a batch of prompts in one forward pass per batch:
-  classification by scoring the label words instead of sampling a generation.
+  classification by scoring the label words instead of sampling a generation; on causal models
+  the prompts' shared prefix is run once and its keys/values reused (:mod:`prefix_cache`).
 * :func:`fit_to_window` — drop the oldest turns until a prompt fits the context window.
 """
 
@@ -212,13 +213,26 @@ def _label_ids(lm: LoadedLM, label: str) -> list[int]:
     return tok(label, add_special_tokens=False)["input_ids"]
 
 
+MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a cached forward pass
+MIN_BATCH_EXTENSION = 8  # a batch's longer shared prefix (e.g. the same newer memory) is run once if this long
+
+
 def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | list[str],
-                 batch_size: int = 32) -> np.ndarray:
+                 batch_size: int = 32, *, share_prefix: bool = True, stats: dict | None = None) -> np.ndarray:
     """Log-probability of each label as the answer to each prompt: array ``(len(prompts), len(labels))``.
 
-    One forward pass per batch of ``batch_size`` prompts (each prompt repeated once per label,
-    the label tokens as targets, log-probs summed over each label's tokens). Used by EMMA's memory
-    linker (§4.1) to decide ``positive``/``negative`` without sampling.
+    Used by EMMA's memory linker (§4.1) to decide ``positive``/``negative`` without sampling: one
+    forward pass per batch of ``batch_size`` prompts, log-probs summed over each label's tokens
+    (one row per prompt when every label is a single token, else one row per prompt and label).
+
+    Causal models with ``share_prefix``: the longest token prefix common to all prompts (chat
+    template + instruction, the same for every link prompt) is run once and its keys/values are
+    cached per (model, prefix) across calls (:mod:`engine.systems.prefix_cache`); a batch whose
+    prompts share a longer prefix (e.g. the same newer memory) extends it once; then only the
+    suffixes run, on top of the prefix expanded to the batch. The result equals the uncached path.
+    Seq2seq models, short prefixes (< ``MIN_SHARED_PREFIX`` tokens), prompts beyond the context
+    window, a model in training mode or an unsupported cache type use the uncached path; ``stats``
+    (if given) receives ``prefix_tokens``, ``prefix_cached``, ``batches`` and ``fallback`` (why not).
     """
     import torch
 
@@ -227,69 +241,138 @@ def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | lis
     label_ids = [_label_ids(lm, lab) for lab in labels]
     if any(not ids for ids in label_ids):
         raise ValueError(f"a label tokenizes to nothing: {labels!r}")
-    L = len(labels)
-    out = np.zeros((len(prompts), L), dtype=np.float64)
-    device = lm.model.device
-    pad = tok.pad_token_id
-    single = lm.kind == "causal" and all(len(x) == 1 for x in label_ids)
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        if single:  # every label is one token: one row per prompt, read all labels off the last position
-            with torch.inference_mode():
-                enc = _tokenize(lm, chunk, max_length=context_window(lm) - 1)
-                pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    info = {"prefix_tokens": 0, "prefix_cached": False, "batches": 0, "fallback": None}
+    out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
+    if not prompts:
+        return out
+    with torch.inference_mode():
+        if lm.kind == "seq2seq":
+            info["fallback"] = "seq2seq model: the encoder reads the whole input"
+            for start in range(0, len(prompts), batch_size):
+                out[start:start + batch_size] = _score_seq2seq(lm, prompts[start:start + batch_size], label_ids)
+                info["batches"] += 1
+        else:
+            from engine.systems import prefix_cache
+
+            ids = tok(list(prompts), add_special_tokens=_add_special(lm))["input_ids"]
+            prefix, info["fallback"] = _shared_prefix(lm, ids, label_ids, share_prefix)
+            if prefix is not None:
                 try:
-                    logits = lm.model(**enc, position_ids=pos, logits_to_keep=1).logits[:, -1]
-                except TypeError:
-                    logits = lm.model(**enc, position_ids=pos).logits[:, -1]
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                out[start:start + len(chunk)] = logp[:, [x[0] for x in label_ids]].cpu().numpy()
-            continue
-        rows = [(p, lab) for p in chunk for lab in range(L)]
-        with torch.inference_mode():
-            if lm.kind == "seq2seq":
-                enc = _tokenize(lm, [p for p, _ in rows], max_length=context_window(lm))
-                tmax = max(len(x) for x in label_ids)
-                tgt = torch.full((len(rows), tmax), -100, dtype=torch.long)
-                for r, (_, lab) in enumerate(rows):
-                    tgt[r, :len(label_ids[lab])] = torch.tensor(label_ids[lab])
-                tgt = tgt.to(device)
-                logits = lm.model(**enc, labels=tgt).logits
-                targets = tgt
+                    base, info["prefix_cached"] = prefix_cache.prefix_kv(lm.model, ids[0][:prefix])
+                    info["prefix_tokens"] = base.length
+                except prefix_cache.Unsupported as e:
+                    base, info["fallback"] = None, f"prefix cache unsupported: {e}"
             else:
-                window = context_window(lm)
-                seqs, targets_l = [], []
-                for p, lab in rows:
-                    pid = tok(p, add_special_tokens=_add_special(lm))["input_ids"]
-                    lid = label_ids[lab]
-                    pid = pid[-max(1, window - len(lid)):]
-                    seqs.append(pid + lid)
-                    targets_l.append([-100] * len(pid) + lid)
-                # left-pad so every label ends the row: only the last K positions need logits
-                # (a full-vocabulary logit tensor over whole prompts costs GBs with a 49k vocabulary)
-                n = max(len(s) for s in seqs)
-                keep = max(len(x) for x in label_ids) + 1
-                ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-                mask = torch.zeros((len(seqs), n), dtype=torch.long)
-                tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
-                for r, (s, t) in enumerate(zip(seqs, targets_l)):
-                    ids[r, n - len(s):] = torch.tensor(s)
-                    mask[r, n - len(s):] = 1
-                    tgt[r, n - len(t):] = torch.tensor(t)
-                pos = (mask.cumsum(-1) - 1).clamp(min=0)
-                kw = dict(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device))
-                try:
-                    logits = lm.model(**kw, logits_to_keep=keep).logits
-                except TypeError:  # a model without logits_to_keep
-                    logits = lm.model(**kw).logits
-                logits = logits[:, -keep:-1]
-                targets = tgt[:, -(keep - 1):].to(device)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            valid = targets != -100
-            picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            sums = (picked * valid).sum(-1).cpu().numpy()
-        out[start:start + len(chunk)] = sums.reshape(len(chunk), L)
+                base = None
+            for start in range(0, len(prompts), batch_size):
+                chunk = ids[start:start + batch_size]
+                kv = base
+                if base is not None and len(chunk) > 1:  # one row gains nothing from a longer prefix
+                    more = prefix_cache.common_prefix_len(chunk)
+                    more = min(more, min(len(x) for x in chunk) - 1)  # the last prompt token stays in the suffix
+                    if more - base.length >= MIN_BATCH_EXTENSION:
+                        kv = prefix_cache.extend(lm.model, base, chunk[0][base.length:more])
+                out[start:start + len(chunk)] = _score_causal(lm, chunk, label_ids, kv)
+                info["batches"] += 1
+    if stats is not None:
+        stats.update(info)
     return out
+
+
+def _shared_prefix(lm: LoadedLM, ids: list[list[int]], label_ids: list[list[int]],
+                   enabled: bool) -> tuple[int | None, str | None]:
+    """(length of the prefix to cache, None) or (None, why the uncached path is used)."""
+    from engine.systems.prefix_cache import common_prefix_len
+
+    if not enabled:
+        return None, "prefix sharing switched off by the caller"
+    if getattr(lm.model, "training", False):
+        return None, "model in training mode (dropout): keys/values would not be reusable"
+    longest = max(len(x) for x in ids) + max(len(x) for x in label_ids)
+    if longest > context_window(lm):
+        return None, f"a prompt + label ({longest} tokens) exceeds the context window and is truncated"
+    n = min(common_prefix_len(ids), min(len(x) for x in ids) - 1)
+    if n < MIN_SHARED_PREFIX:
+        return None, f"shared prefix of {max(n, 0)} tokens < {MIN_SHARED_PREFIX}"
+    return n, None
+
+
+def _score_seq2seq(lm: LoadedLM, chunk: list[str], label_ids: list[list[int]]) -> np.ndarray:
+    """Seq2seq: each prompt repeated once per label, the label tokens as decoder targets."""
+    import torch
+
+    L = len(label_ids)
+    rows = [(p, lab) for p in chunk for lab in range(L)]
+    enc = _tokenize(lm, [p for p, _ in rows], max_length=context_window(lm))
+    tmax = max(len(x) for x in label_ids)
+    tgt = torch.full((len(rows), tmax), -100, dtype=torch.long)
+    for r, (_, lab) in enumerate(rows):
+        tgt[r, :len(label_ids[lab])] = torch.tensor(label_ids[lab])
+    tgt = tgt.to(lm.model.device)
+    logits = lm.model(**enc, labels=tgt).logits
+    return _sum_target_logps(logits, tgt).reshape(len(chunk), L)
+
+
+def _sum_target_logps(logits, targets) -> np.ndarray:
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    valid = targets != -100
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * valid).sum(-1).cpu().numpy()
+
+
+def _score_causal(lm: LoadedLM, chunk: list[list[int]], label_ids: list[list[int]], prefix) -> np.ndarray:
+    """Causal scores for token-id prompts ``chunk``, optionally after a shared ``prefix``
+    (:class:`engine.systems.prefix_cache.PrefixKV`; its tokens are dropped from every prompt).
+
+    Rows are left-padded so that every row ends with its prompt (one-token labels: one row per
+    prompt, all labels read off the last position) or with prompt + label (one row per prompt and
+    label): only the last positions need logits (a full-vocabulary logit tensor over whole prompts
+    costs GBs with a 49k vocabulary). With a prefix, the padding sits between prefix and suffix: the
+    attention mask covers prefix + suffix and positions continue from the prefix length.
+    """
+    import torch
+
+    device, pad, window = lm.model.device, lm.tokenizer.pad_token_id, context_window(lm)
+    P = prefix.length if prefix is not None else 0
+    L = len(label_ids)
+    single = all(len(x) == 1 for x in label_ids)
+    if single:
+        seqs = [p[P:] if P else p[-(window - 1):] for p in chunk]
+        targets_l = [[-100] * len(s) for s in seqs]
+        keep = 1
+    else:
+        seqs, targets_l = [], []
+        for p in chunk:
+            for lid in label_ids:
+                pid = p[P:] if P else p[-max(1, window - len(lid)):]
+                seqs.append(pid + lid)
+                targets_l.append([-100] * len(pid) + lid)
+        keep = max(len(x) for x in label_ids) + 1
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
+    for r, (s, t) in enumerate(zip(seqs, targets_l)):
+        ids[r, n - len(s):] = torch.tensor(s)
+        mask[r, n - len(s):] = 1
+        tgt[r, n - len(t):] = torch.tensor(t)
+    pos = P + (mask.cumsum(-1) - 1).clamp(min=0)
+    kw = dict(input_ids=ids.to(device), position_ids=pos.to(device))
+    if prefix is not None:
+        mask = torch.cat([torch.ones((len(seqs), P), dtype=torch.long), mask], dim=1)
+        kw.update(past_key_values=prefix.expand(len(seqs)), use_cache=True)
+    kw["attention_mask"] = mask.to(device)
+    try:
+        logits = lm.model(**kw, logits_to_keep=keep).logits
+    except TypeError:  # a model without logits_to_keep
+        logits = lm.model(**kw).logits
+    if single:
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        return logp[:, [x[0] for x in label_ids]].cpu().numpy().astype(np.float64)
+    sums = _sum_target_logps(logits[:, -keep:-1], tgt[:, -(keep - 1):].to(device))
+    return sums.reshape(len(chunk), L)
 
 
 def label_probabilities(logps: np.ndarray) -> np.ndarray:

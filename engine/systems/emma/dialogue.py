@@ -31,6 +31,7 @@ class DialogueModule:
         self.summary_settings = gen.GenerationSettings(
             max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False, repetition_penalty=1.2)
         self.link_batch_size = link_batch_size
+        self.last_link_stats: dict = {}  # how the last linking call ran (prefix reuse or why not)
 
     # -------------------------------------------------------------- generation (§4.1 "Dialogue Generator")
     def reply_prompt(self, main: Speaker, partner: Speaker, memories: list[tuple[str, list[str]]],
@@ -77,9 +78,15 @@ class DialogueModule:
 
     def link_probabilities(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """p(``positive``) for each (newer, older) memory pair, scoring both label words in batches
-        (one forward pass per batch of pairs), never by sampling a generation per pair."""
+        (one forward pass per batch of pairs), never by sampling a generation per pair.
+
+        On a causal model the instruction shared by every link prompt is run once and reused
+        (:func:`engine.systems.generation.score_labels`); ``last_link_stats`` says how it ran."""
         if not pairs:
             return np.zeros(0)
         prompts = [self.link_prompt(a, b) for a, b in pairs]
-        logps = gen.score_labels(self.lm, prompts, formats.LINK_LABELS, batch_size=self.link_batch_size)
+        stats: dict = {"pairs": len(pairs)}
+        logps = gen.score_labels(self.lm, prompts, formats.LINK_LABELS, batch_size=self.link_batch_size,
+                                 stats=stats)
+        self.last_link_stats = stats
         return gen.label_probabilities(logps)[:, 0]

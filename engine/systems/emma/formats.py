@@ -251,12 +251,16 @@ def _summarize_messages(about, session_turns) -> list[dict]:
 
 
 def _link_messages(m1, m2) -> list[dict]:
+    """The linking task as chat messages. Everything that does not depend on the pair comes
+    before it (the instruction, the question), so all link prompts share one token prefix that
+    :func:`engine.systems.generation.score_labels` runs once; the user message ends with the
+    paper's own sequence ``memory sentence1: <m1> memory sentence2: <m2>`` (Appendix E.1)."""
     system = (
         "You connect memories. Two memory sentences are related when one refers to, continues "
         f"or updates the other. Answer with one word: {LINK_LABELS[0]} if they are related, "
         f"{LINK_LABELS[1]} if not."
     )
-    user = f"Memory 1: {m1.strip()}\nMemory 2: {m2.strip()}\nRelated?"
+    user = f"Are these two memories related?\n{link_input(m1, m2)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
