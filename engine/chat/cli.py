@@ -28,7 +28,9 @@ def register(sub) -> None:
     p.add_argument("--partner", help='first session\'s partner, "NAME:JOB"')
     p.add_argument("--lm", help="generator: HF id or directory (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--encoder", help="sentence encoder (default: the embedded all-MiniLM-L6-v2)")
-    p.add_argument("--adapter", help="LoRA adapter directory for the generator (e.g. a trained EMMA adapter)")
+    p.add_argument("--adapter", default="auto",
+                   help="LoRA adapter directory for the generator; 'auto' (default): the EMMA adapter for the "
+                        "embedded generator when --lm is not given; 'none': no adapter")
     p.add_argument("--retriever", help="EMMA retriever checkpoint (.safetensors with dialogue_encoder./memory_encoder. keys)")
     p.add_argument("--resume", help="continue a chat saved with /save")
     p.add_argument("--script", help="run the user lines of FILE instead of reading the terminal")
@@ -55,6 +57,21 @@ def _default_lm() -> str:
     return str(default_lm_path())
 
 
+def resolve_adapter(adapter: str | None, lm: str | None) -> str | None:
+    """``auto`` → the default EMMA adapter when the generator is the embedded default (said on stderr)."""
+    if adapter in (None, "", "none"):
+        return None
+    if adapter != "auto":
+        return adapter
+    if lm:
+        return None
+    from engine.backbones.embedded import default_adapter_dir
+
+    path, why = default_adapter_dir()
+    _err(f"adapter: {why}")
+    return str(path) if path else None
+
+
 def build_agent(args):
     """Load the models named by ``args`` (defaults: the embedded pair) and build the agent."""
     from engine.backbones.embedded import default_encoder_path
@@ -62,7 +79,7 @@ def build_agent(args):
     from engine.systems.generation import GenerationSettings
     from engine.systems.registry import NEEDS_ENCODER, make_agent
 
-    lm = load_lm(args.lm or _default_lm(), adapter=args.adapter, device=args.device)
+    lm = load_lm(args.lm or _default_lm(), adapter=resolve_adapter(args.adapter, args.lm), device=args.device)
     _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
     for r in lm.plan.reasons:
         _err(f"  - {r}")

@@ -91,10 +91,15 @@ def test_mixed_chat_streams_stores_memories_and_exports(chat, ctx, qtbot, tmp_pa
     assert "## Session 2 with Carol (nurse)" in (tmp_path / "chat.md").read_text()
 
 
-def test_a_saved_chat_reopens_and_continues_with_its_memory(chat, ctx, qtbot):
+def test_a_saved_chat_reopens_and_continues_with_its_memory(chat, ctx, qtbot, tmp_path):
+    import json
+
     from desktop.pages.chat import ChatPage
 
-    saved = ctx.data_dir / "chats" / f"{chat.doc.id}.json"
+    data = json.loads((ctx.data_dir / "chats" / f"{chat.doc.id}.json").read_text())
+    data["id"] = chat.doc.id + "-reopened"  # its own engine agent, so the module's chat is untouched
+    saved = tmp_path / "chat.json"
+    saved.write_text(json.dumps(data))
     other = ChatPage(ctx)
     qtbot.addWidget(other)
     doc = other.open_chat(saved)

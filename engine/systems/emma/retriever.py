@@ -84,35 +84,13 @@ class Retriever:
         return Retrieved(top, score, store.linked(top)[: self.max_linked])
 
 
-def load_retriever_checkpoint(path, base_encoder: str, *, device: str | None = None) -> Retriever:
-    """A retriever from the published EMMA checkpoint format: one safetensors file whose keys start
-    with ``dialogue_encoder.`` (context encoder) and ``memory_encoder.`` (memory encoder), each a
-    BERT-family encoder of the architecture of ``base_encoder`` (Appendix E.2: BERT-base).
+def load_retriever_checkpoint(path, base_encoder: str | None = None, *, pooling: str | None = None,
+                              device: str | None = None) -> Retriever:
+    """A :class:`Retriever` from the published EMMA checkpoint format: one safetensors file whose keys start
+    with ``dialogue_encoder.`` (context encoder) and ``memory_encoder.`` (memory encoder), each a BERT-family
+    encoder of ``base_encoder``'s architecture (Appendix E.2: BERT-base, [CLS] vectors). Shapes are validated
+    by :func:`engine.training.checkpoints.load_retriever_checkpoint`, which this wraps."""
+    from engine.training.checkpoints import load_retriever_checkpoint as load_towers
 
-    Raises ``ValueError`` naming the file and the missing/unexpected keys when the weights do not
-    fit the base architecture.
-    """
-    from safetensors.torch import load_file
-
-    from engine.backbones.loading import load_encoder
-
-    tensors = load_file(str(path))
-    encoders = []
-    for prefix in ("dialogue_encoder.", "memory_encoder."):
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if not part:
-            raise ValueError(f"{path}: no keys starting with {prefix!r} (field 'keys')")
-        enc = load_encoder(base_encoder, device=device)
-        own = set(enc.model.state_dict())
-        base_prefix = getattr(enc.model, "base_model_prefix", "")
-        if not (set(part) & own) and base_prefix:  # keys saved from a wrapper, e.g. "bert.embeddings..."
-            strip = base_prefix + "."
-            part = {k[len(strip):] if k.startswith(strip) else k: v for k, v in part.items()}
-        missing, unexpected = enc.model.load_state_dict(part, strict=False)
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise ValueError(f"{path}: {prefix[:-1]} does not fit {base_encoder}: missing {missing[:5]}, "
-                             f"unexpected {list(unexpected)[:5]} (field 'keys')")
-        enc.name = f"{path}:{prefix[:-1]}"
-        encoders.append(enc)
-    return Retriever(encoders[0], encoders[1])
+    context_encoder, memory_encoder = load_towers(path, base_encoder, pooling=pooling, device=device)
+    return Retriever(context_encoder, memory_encoder)
