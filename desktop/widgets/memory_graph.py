@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.collections import LineCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
@@ -83,7 +83,8 @@ class MemoryGraph(QWidget):
         self._press = None
         self._dragged = False
 
-        self.figure = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+        self.figure = Figure(figsize=(6, 4), dpi=100)
+        self.figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99)  # axes off: no layout engine
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.ax = self.figure.add_subplot(111)
         self.canvas.mpl_connect("scroll_event", self._on_scroll)
@@ -160,10 +161,12 @@ class MemoryGraph(QWidget):
         px_per_session = self.canvas.width() * SESSION_WIDTH / x_span
         step = max(1, int(np.ceil(40 / max(px_per_session, 1))))  # label every step-th column when crowded
         top = 1.2
+        bands, band_colours = [], []
         for s in sessions:
             x0 = s * SESSION_WIDTH - 0.5
             width = max(len(lay.lanes.get(s, [])), 1) * LANE_WIDTH
-            ax.axvspan(x0, x0 + width, color="#f2f2f2" if s % 2 == 0 else "#e8eef6", zorder=0, lw=0)
+            bands.append([(x0, 0), (x0 + width, 0), (x0 + width, 1), (x0, 1)])
+            band_colours.append("#f2f2f2" if s % 2 == 0 else "#e8eef6")
             if s % step:
                 continue
             partners = [p for p in lay.lanes.get(s, [])[1:] if p != snap.owner]
@@ -171,6 +174,9 @@ class MemoryGraph(QWidget):
             if partners and px_per_session >= 70:
                 label += f"\n{partners[0]}"
             ax.text(x0 + width / 2, top, label, ha="center", va="bottom", fontsize=8, color="#333333", clip_on=True)
+        # one collection for all session bands (x in data, y spanning the axes)
+        ax.add_collection(PolyCollection(bands, facecolors=band_colours, edgecolors="none", zorder=0,
+                                         transform=ax.get_xaxis_transform()), autolim=False)
         self._hover = ax.annotate("", (0, 0), xytext=(8, 6), textcoords="offset points", fontsize=8, zorder=6,
                                   visible=False, bbox=dict(boxstyle="round,pad=0.25", fc="#ffffe8", ec="#999999"))
 

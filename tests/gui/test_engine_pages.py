@@ -204,3 +204,19 @@ def test_models_page_reports_device_and_disables_4bit_without_cuda(ctx, qtbot):
     assert page.info["cuda"] is False and not page.four_bit.isEnabled()
     assert "cpu float32" in page.summary.text() and "no CUDA" in page.summary.text()
     assert "Embedded default" in page.details.toPlainText()
+
+
+def test_applying_model_paths_restarts_the_worker_and_loads_them(ctx, qtbot):
+    from desktop.pages.models import ModelsPage
+
+    page = ModelsPage(ctx)
+    qtbot.addWidget(page)
+    old_pid = ctx.engine.pid
+    page.fields["lm"].setText(os.environ["MEMLAB_LM"])
+    page.apply_and_load()
+    qtbot.waitUntil(lambda: ctx.engine.pid != old_pid and (page.info.get("lm") or {}).get("name") == os.environ["MEMLAB_LM"],
+                    timeout=WAIT)
+    bar = page.bars["load"]
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), timeout=WAIT)
+    assert ctx.settings.value("models/lm") == os.environ["MEMLAB_LM"]
+    assert "Generator" in page.details.toPlainText()
