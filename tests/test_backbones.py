@@ -138,7 +138,7 @@ def test_missing_hub_model_offline_fails_fast_and_names_it(monkeypatch):
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError) as e:
         load_lm("memlab-test/no-such-model")
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # a hub retry loop takes ~50 s
     msg = str(e.value)
     assert "memlab-test/no-such-model" in msg and "offline" in msg and "download" in msg
 
@@ -150,7 +150,7 @@ def test_missing_hub_model_with_unreachable_hub_fails_fast(monkeypatch):
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError) as e:
         load_encoder("memlab-test/no-such-encoder")
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # a hub retry loop takes ~50 s
     assert "memlab-test/no-such-encoder" in str(e.value) and "cannot be reached" in str(e.value)
 
 

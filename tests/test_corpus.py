@@ -163,10 +163,11 @@ def test_wording_is_varied():
     assert utterances.most_common(1)[0][1] < 0.02 * sum(utterances.values()), "no utterance dominates"
 
 
-def test_generation_is_fast():
+def test_generation_of_200_episodes_finishes_within_a_minute():
+    # a guard against accidental quadratic work, not a benchmark: 200 episodes take ~1 s here
     start = time.perf_counter()
     generate_episodes(200, seed=1)
-    assert time.perf_counter() - start < 15
+    assert time.perf_counter() - start < 60
 
 
 def test_person_rendering():

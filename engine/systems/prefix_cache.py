@@ -21,6 +21,7 @@ the uncached path and says why.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -52,10 +53,22 @@ class PrefixKV:
     length: int
 
     def expand(self, batch: int):
-        """A new ``DynamicCache`` holding this prefix for ``batch`` rows (the model may append to it)."""
-        from transformers import DynamicCache
+        """A new ``DynamicCache`` holding this prefix for ``batch`` rows (the model may append to it).
 
-        return DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.layers])
+        Its layers hold broadcast views of the stored tensors (no copy): a layer's ``update``
+        concatenates the new keys/values, which builds fresh tensors and leaves these untouched."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        layers = []
+        for k, v in self.layers:
+            layer = DynamicLayer()
+            layer.lazy_initialization(k, v)
+            layer.keys, layer.values = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+            layers.append(layer)
+        cache = DynamicCache()
+        cache.layers = layers
+        return cache
 
 
 def _layers_of(cache) -> tuple:
@@ -118,21 +131,28 @@ def weights_fingerprint(model) -> tuple:
 
 
 _STORE: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()  # session ends may run in a worker thread while another scores
 
 
 def prefix_kv(model, ids: list[int]) -> tuple[PrefixKV, bool]:
     """The keys/values of prefix ``ids`` on ``model``: (entry, True) from the cache, or computed now
     (False) — extending the longest cached prefix of ``ids`` when there is one."""
+    with _LOCK:
+        return _prefix_kv_locked(model, ids)
+
+
+def _prefix_kv_locked(model, ids: list[int]) -> tuple[PrefixKV, bool]:
     entries = _STORE.setdefault(model, OrderedDict())
     key = (weights_fingerprint(model), tuple(ids))
     hit = entries.get(key)
     if hit is not None:
         entries.move_to_end(key)
         return hit, True
+    for stale in [k for k in entries if k[0] != key[0]]:  # the weights changed: those keys/values are void
+        del entries[stale]
     best = None
-    for (fp, pref), kv in entries.items():
-        if fp == key[0] and len(pref) < len(ids) and (best is None or len(pref) > best.length) \
-                and tuple(ids[:len(pref)]) == pref:
+    for (_, pref), kv in entries.items():
+        if len(pref) < len(ids) and (best is None or len(pref) > best.length) and tuple(ids[:len(pref)]) == pref:
             best = kv
     kv = _forward(model, ids[best.length:] if best else ids, best)
     entries[key] = kv
@@ -143,7 +163,8 @@ def prefix_kv(model, ids: list[int]) -> tuple[PrefixKV, bool]:
 
 def clear(model=None) -> None:
     """Forget the cached prefixes of ``model`` (or of every model)."""
-    if model is None:
-        _STORE.clear()
-    else:
-        _STORE.pop(model, None)
+    with _LOCK:
+        if model is None:
+            _STORE.clear()
+        else:
+            _STORE.pop(model, None)
