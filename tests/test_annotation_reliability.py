@@ -58,7 +58,10 @@ def test_kill_9_mid_burst_loses_no_returned_rating(study_path):
         assert p.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
+        # read through the text wrapper: readline() above may have buffered lines that
+        # communicate() (which reads the raw pipe) would never see
+        out = p.stdout.read()
+        p.wait()
         # only lines fully written (ending in a newline) were returned by rate()
         confirmed += [int(x) for x in out.split("\n")[:-1] if x.strip()]
     assert len(confirmed) > 8
@@ -74,7 +77,10 @@ def test_two_processes_write_at_once_without_loss_or_lock_errors(study_path):
     procs = [_writer(study_path, "w1", n), _writer(study_path, "w2", n)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
-    results = [p.communicate(timeout=120) for p in procs]
+    results = []
+    for p in procs:  # stdout through the text wrapper (see above), then stderr, then the exit code
+        results.append((p.stdout.read(), p.stderr.read()))
+        p.wait(timeout=120)
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err
         assert "locked" not in err

@@ -161,3 +161,12 @@ def test_smollm2_end_to_end_fact_from_session_one_reaches_session_two():
     list(agent.respond("Hi Alice, it's Carol. Did Bob tell you about his new kitten?"))
     given = [agent.store.get(i) for i in agent.last_turn.memory_ids]
     assert any(m.about == "Bob" for m in given), [m.text for m in given]
+
+
+def test_broken_summary_markers_are_not_stored_as_memories():
+    from engine.systems.emma.formats import parse_summary
+
+    assert parse_summary("[NO]") == []
+    assert parse_summary("Bob adopted a cat called Milo. [SEP] [SE") == ["Bob adopted a cat called Milo."]
+    assert parse_summary("I told Bob about my class trip. [SEP] Bob is training for a marathon.") == [
+        "I told Bob about my class trip.", "Bob is training for a marathon."]

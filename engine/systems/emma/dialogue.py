@@ -29,7 +29,9 @@ class DialogueModule:
         self.lm = lm
         self.settings = settings or gen.GenerationSettings()
         self.summary_settings = gen.GenerationSettings(
-            max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False, repetition_penalty=1.2)
+            max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False, repetition_penalty=1.0)
+        # No repetition penalty: a memory sentence re-uses the session's words and names; with 1.2 the
+        # trained adapter garbled its answers (e.g. "[NO]" instead of "[NONE]").
         self.link_batch_size = link_batch_size
         self.last_link_stats: dict = {}  # how the last linking call ran (prefix reuse or why not)
 

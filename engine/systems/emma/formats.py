@@ -150,6 +150,9 @@ def summary_target(memory_texts: list[str]) -> str:
 _PROVENANCE_RE = re.compile(r"\s*\(about [^()]*, from [^()]* session\)\s*$")
 
 
+_MARKER_FRAGMENT_RE = re.compile(r"\[?\s*[A-Z_]{0,8}\s*\]?")
+
+
 def parse_summary(text: str) -> list[str]:
     """Split a summariser answer on ``[SEP]``; ``[NONE]`` (or nothing) → ``[]``.
 
@@ -161,6 +164,8 @@ def parse_summary(text: str) -> list[str]:
     for piece in text.split(SEP_TOKEN):
         piece = _PROVENANCE_RE.sub("", piece.replace(NONE_TOKEN, " ")).strip(" \n\t-•*")
         piece = " ".join(piece.split())
+        if _MARKER_FRAGMENT_RE.fullmatch(piece):  # e.g. "[NO]", "[SEP": a broken marker, not a memory
+            continue
         if piece and piece not in out:
             out.append(piece)
     return out
