@@ -235,17 +235,21 @@ class _Worker:
         from engine.backbones import loading
 
         report = self.progress(rid)
-        lm_id = self.config.get("lm") or ""
-        enc_id = self.config.get("encoder") or ""
-        if not lm_id or not enc_id:
-            from engine.backbones import embedded
+        from engine.backbones import embedded
 
-            lm_id = lm_id or str(embedded.default_lm_path())
-            enc_id = enc_id or str(embedded.default_encoder_path())
+        lm_id = self.config.get("lm") or ""
+        enc_id = self.config.get("encoder") or str(embedded.default_encoder_path())
+        adapter, adapter_note = self.config.get("emma_adapter") or None, None
+        if not lm_id:  # the embedded default generator gets the default EMMA adapter (said in the reasons)
+            lm_id = str(embedded.default_lm_path())
+            if adapter is None:
+                found, adapter_note = embedded.default_adapter_dir()
+                adapter = str(found) if found else None
         if self.lm is None:
             report("loading language model " + os.path.basename(lm_id.rstrip("/")), 0, 3)
-            self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")),
-                                      adapter=self.config.get("emma_adapter") or None)
+            self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")), adapter=adapter)
+            if adapter_note:
+                self.lm.plan.reasons.append(adapter_note)
         if self.encoder is None:
             report("loading encoder " + os.path.basename(enc_id.rstrip("/")), 1, 3)
             self.encoder = loading.load_encoder(enc_id)
