@@ -124,9 +124,11 @@ class MemoryGraph(QWidget):
             x, y = self.layout_cache.pos[memory_id]
             x0, x1 = self.ax.get_xlim()
             y0, y1 = self.ax.get_ylim()
-            w, h = (x1 - x0) / 2, (y1 - y0) / 2
-            self.ax.set_xlim(x - w, x + w)
-            self.ax.set_ylim(y - h, y + h)
+            inside = min(x0, x1) <= x <= max(x0, x1) and min(y0, y1) <= y <= max(y0, y1)
+            if not inside:  # pan only when the node is out of view: the overview stays put
+                w, h = (x1 - x0) / 2, (y1 - y0) / 2
+                self.ax.set_xlim(x - w, x + w)
+                self.ax.set_ylim(y - h, y + h)
         self.redraw()
 
     # -- drawing ---------------------------------------------------------------------------------
