@@ -13,6 +13,7 @@ from typing import Iterator
 
 from engine.agent import Agent, Cancelled, TurnRecord
 from engine.data.model import MemoryUpdate, Speaker, Turn
+from engine.memory import MemoryStore
 from engine.systems.emma.dialogue import DialogueModule
 
 AGENT_STATE_FORMAT = "memlab-agent/1"
@@ -123,3 +124,24 @@ class ChatAgent(Agent):
         lm = self.dialogue.lm
         return {"agent": self.name, "lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(),
                 "lm_reasons": list(lm.plan.reasons)}
+
+
+class StoreBackedAgent(ChatAgent):
+    """A :class:`ChatAgent` whose memory is one :class:`MemoryStore` owned by the main speaker: created at
+    the first session, saved and restored with the agent's state (EMMA, the summary and RAG baselines)."""
+
+    def __init__(self, dialogue: DialogueModule):
+        super().__init__(dialogue)
+        self.store: MemoryStore | None = None
+
+    def start_session(self, main, partner, session_index):
+        super().start_session(main, partner, session_index)
+        if self.store is None:
+            self.store = MemoryStore(main.name)
+
+    def extra_state(self) -> dict:
+        return {"memory": None if self.store is None else self.store.to_state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        mem = state.get("memory")
+        self.store = MemoryStore.from_state(mem) if mem else None

@@ -4,8 +4,7 @@ generation code as EMMA; they differ only in what the prompt gets and what is ke
 from __future__ import annotations
 
 from engine.data.model import MemoryUpdate, Turn
-from engine.memory import MemoryStore
-from engine.systems.chat_agent import ChatAgent
+from engine.systems.chat_agent import ChatAgent, StoreBackedAgent
 from engine.systems.emma import formats
 from engine.systems.emma.agent import CONTEXT_TURNS
 from engine.systems.emma.dialogue import DialogueModule
@@ -32,7 +31,7 @@ class FullHistoryAgent(ChatAgent):
         return MemoryUpdate(notes=[f"kept {len(turns)} turns verbatim for later prompts"])
 
 
-class SummaryAgent(ChatAgent):
+class SummaryAgent(StoreBackedAgent):
     """The paper's ablation (Appendix I): one summary per session instead of egocentric memory.
 
     The summaries of the ``max_summaries`` most recent sessions go into the prompt as memories."""
@@ -42,12 +41,6 @@ class SummaryAgent(ChatAgent):
     def __init__(self, dialogue: DialogueModule, *, max_summaries: int = 5):
         super().__init__(dialogue)
         self.max_summaries = max_summaries
-        self.store: MemoryStore | None = None
-
-    def start_session(self, main, partner, session_index):
-        super().start_session(main, partner, session_index)
-        if self.store is None:
-            self.store = MemoryStore(main.name)
 
     def turn_memories(self, history):
         recent = self.store.memories()[-self.max_summaries:] if self.store else []
@@ -63,14 +56,8 @@ class SummaryAgent(ChatAgent):
         m = self.store.add("session", text, self.session_index, [t.id for t in turns])
         return MemoryUpdate(memories=[m])
 
-    def extra_state(self):
-        return {"memory": None if self.store is None else self.store.to_state()}
 
-    def load_extra_state(self, state):
-        self.store = MemoryStore.from_state(state["memory"]) if state.get("memory") else None
-
-
-class RagAgent(ChatAgent):
+class RagAgent(StoreBackedAgent):
     """Retrieval-augmented generation over raw past turns: every earlier turn is kept verbatim
     (as a memory about its speaker, vector cached once), and the ``k`` most similar to the recent
     context (cosine, same encoders as EMMA's retriever) go into the prompt."""
@@ -81,12 +68,6 @@ class RagAgent(ChatAgent):
         super().__init__(dialogue)
         self.retriever = retriever
         self.k = k
-        self.store: MemoryStore | None = None
-
-    def start_session(self, main, partner, session_index):
-        super().start_session(main, partner, session_index)
-        if self.store is None:
-            self.store = MemoryStore(main.name)
 
     def turn_memories(self, history):
         if not self.store or len(self.store) == 0:
@@ -102,9 +83,3 @@ class RagAgent(ChatAgent):
                               self.session_index, [t.id]) for t in turns]
         self.retriever.refresh(self.store)  # vectors once, in one batch
         return MemoryUpdate(memories=new)
-
-    def extra_state(self):
-        return {"memory": None if self.store is None else self.store.to_state()}
-
-    def load_extra_state(self, state):
-        self.store = MemoryStore.from_state(state["memory"]) if state.get("memory") else None

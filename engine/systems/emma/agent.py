@@ -14,8 +14,7 @@ import time
 import numpy as np
 
 from engine.data.model import Link, MemoryUpdate, Turn
-from engine.memory import MemoryStore
-from engine.systems.chat_agent import ChatAgent
+from engine.systems.chat_agent import StoreBackedAgent
 from engine.systems.emma import formats
 from engine.systems.emma.dialogue import DialogueModule
 from engine.systems.emma.retriever import Retriever
@@ -23,7 +22,7 @@ from engine.systems.emma.retriever import Retriever
 CONTEXT_TURNS = 4  # the newest turns the context encoder sees (within its 512-token limit)
 
 
-class EmmaAgent(ChatAgent):
+class EmmaAgent(StoreBackedAgent):
     """EMMA. ``link_candidates``: per new memory, how many earlier memories (most similar first by
     the memory encoder) the linker scores; ``None`` scores every earlier memory."""
 
@@ -35,13 +34,8 @@ class EmmaAgent(ChatAgent):
         self.retriever = retriever
         self.link_threshold = link_threshold
         self.link_candidates = link_candidates
-        self.store: MemoryStore | None = None
 
     # ------------------------------------------------------------------ per turn (§4.2)
-    def start_session(self, main, partner, session_index):
-        super().start_session(main, partner, session_index)
-        if self.store is None:
-            self.store = MemoryStore(main.name)
 
     def turn_memories(self, history):
         if self.store is None or len(self.store) == 0:
@@ -109,13 +103,6 @@ class EmmaAgent(ChatAgent):
         return links
 
     # ------------------------------------------------------------------ state
-    def extra_state(self) -> dict:
-        return {"memory": None if self.store is None else self.store.to_state()}
-
-    def load_extra_state(self, state: dict) -> None:
-        mem = state.get("memory")
-        self.store = MemoryStore.from_state(mem) if mem else None
-
     def describe(self) -> dict:
         d = super().describe()
         d.update(context_encoder=self.retriever.context_encoder.name,
