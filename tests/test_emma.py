@@ -142,14 +142,10 @@ def test_cancel_stops_the_turn_and_is_recorded(lm):
 
 
 @pytest.mark.slow
-def test_smollm2_end_to_end_fact_from_session_one_reaches_session_two():
-    from engine.backbones.embedded import check_prepared, default_lm_path
+def test_smollm2_end_to_end_fact_from_session_one_reaches_session_two(smollm2_dir):
     from engine.backbones.loading import load_lm
 
-    ok, why = check_prepared()
-    if not ok:
-        pytest.skip(f"embedded SmolLM2 not prepared: {why}")
-    agent = make_agent("emma", load_lm(str(default_lm_path()), device="cpu"), minilm(),
+    agent = make_agent("emma", load_lm(str(smollm2_dir), device="cpu"), minilm(),
                        settings=GenerationSettings(max_new_tokens=24, do_sample=False))
     agent.start_session(ALICE, BOB, 0)
     list(agent.respond("Big news, Alice: I adopted a kitten and named her Luna!"))
