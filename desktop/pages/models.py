@@ -18,7 +18,7 @@ from desktop.pages.chat import ENGINE_MISSING
 
 PATH_FIELDS = (("lm", "Backbone (generator)", "dir", "Hugging Face id or model directory; empty = embedded SmolLM2"),
                ("encoder", "Encoder (retriever)", "dir", "BERT-family id or directory; empty = embedded MiniLM"),
-               ("emma_adapter", "EMMA adapter", "dir", "published/trained EMMA LoRA adapter directory (optional)"),
+               ("emma_adapter", "EMMA adapter", "dir", "published/trained EMMA LoRA adapter directory; empty = the shipped adapter (embedded SmolLM2 only)"),
                ("retriever", "EMMA retriever", "file", "published retriever checkpoint, .safetensors (optional)"))
 
 
