@@ -246,7 +246,11 @@ def read_text(path) -> str:
 
 def load_json(path):
     """Parse a JSON file; a syntax error names the file, line and column."""
-    text = read_text(path)
+    return parse_json(path, read_text(path))
+
+
+def parse_json(path, text: str):
+    """Parse JSON ``text`` read from ``path``; a syntax error names the file, line and column."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

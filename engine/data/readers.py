@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .convai2 import episodes_from_parlai_text, episodes_from_xpersona, looks_like_parlai_text
-from .episode_format import read_episodes, read_text
+from .episode_format import parse_json, read_episodes, read_text
 from .errors import DataFormatError
 from .locomo import episodes_from_locomo
 from .model import Episode
@@ -19,13 +19,7 @@ from .model import Episode
 FORMATS = ("auto", "memlab", "convai2", "locomo")
 
 
-def _parse(path, text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise DataFormatError(path, None, None, "JSON nested too deeply") from None
+_parse = parse_json
 
 
 def detect_format(path, text: str | None = None) -> str:
