@@ -65,6 +65,25 @@ class ChatAgent(Agent):
         if self.main is None or self.partner is None:
             raise RuntimeError("start_session() before respond()")
         self.turns.append(Turn(self._turn_id(), self.partner.name, utterance.strip()))
+        yield from self._bot_turn(utterance, cancel)
+
+    def speak_first(self, text: str | None = None, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Open the session as the bot (self-play, EMMA §5.3): with ``text``, log that given utterance
+        as the bot's own first turn (e.g. a seed's first utterance); without it, generate an opening
+        utterance from the prompt with no partner turn yet."""
+        if self.main is None or self.partner is None:
+            raise RuntimeError("start_session() before speak_first()")
+        if self.turns:
+            raise RuntimeError("speak_first() opens a session; this one already has turns")
+        if text is None:
+            yield from self._bot_turn("", cancel)
+            return
+        text = text.strip()
+        self.last_turn = TurnRecord(user="", reply=text)
+        self.turns.append(Turn(self._turn_id(), self.main.name, text))
+        yield text
+
+    def _bot_turn(self, utterance: str, cancel: threading.Event | None) -> Iterator[str]:
         history = self.prompt_history()
         memories, memory_ids = self.turn_memories([(t.speaker, t.text) for t in self.turns])
         prompt = self.dialogue.reply_prompt(self.main, self.partner, memories, self.session_index,
