@@ -156,7 +156,7 @@ def play_episode(plan: SelfPlayPlan, make_agent: AgentFactory, *, episode_id: st
     memories = [{"id": m["id"], "owner": plan.main.name, "about": m["about"], "text": m["text"],
                  "session": m["session"],
                  "source_turns": [t for t in m.get("source_turns", []) if t in turn_ids]}
-                for m in main_view.get("memories", [])]
+                for m in main_view.get("memories", []) if not m.get("deleted")]
     known = {m["id"] for m in memories}
     for s in sessions:
         for t in s["turns"]:
