@@ -111,17 +111,18 @@ def _load_done(path: Path | None) -> dict[tuple[str, str], dict]:
 def run_compare(queries: list[Query], systems: list[str], build: Callable[[str], object], *,
                 samples: int = DEFAULT_SAMPLES, budget_s: float | None = None, records_path: str | Path | None = None,
                 reseed: Callable[[int], None] | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> dict[str, SystemResult]:
+                cancel: threading.Event | None = None, only_recorded: bool = False) -> dict[str, SystemResult]:
     """Answer every query with every system (query-major). ``build(name)`` makes a fresh agent.
 
     ``records_path``: JSON Lines of ``{"system", "record", "ingest_s", "answer_s"}`` appended as answers are
     made; answers already there are reused (resume). ``reseed(i)`` runs before each system answers query
     ``i`` (every system samples from the same seed per query, whatever the order or a resume). A system that fails (e.g. lacks a contract method) is
-    reported with the reason and dropped from the remaining queries; the others go on."""
+    reported with the reason and dropped from the remaining queries; the others go on. ``only_recorded``
+    collects what ``records_path`` holds without answering anything (the table of a cancelled run)."""
     results = {name: SystemResult(name) for name in systems}
     path = Path(records_path) if records_path else None
     done = _load_done(path)
-    sink = path.open("a", encoding="utf-8") if path else None
+    sink = path.open("a", encoding="utf-8") if path and not only_recorded else None
     total = len(queries) * len(systems)
     step = 0
     try:
@@ -136,6 +137,8 @@ def run_compare(queries: list[Query], systems: list[str], build: Callable[[str],
                 if progress:
                     progress(f"{name} on {q.id}", step - 1, total)
                 row = done.get((name, q.id))
+                if row is None and only_recorded:
+                    continue
                 if row is None:
                     try:
                         if reseed:

@@ -65,24 +65,11 @@ def parse_system_options(pairs: list[str], systems: list[str]) -> dict[str, dict
     return out
 
 
-def _reseed(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
 def run(args) -> int:
     from engine.backbones.types import ModelNotFoundError
     from engine.data.errors import DataFormatError
     from engine.data.readers import read_any
-    from engine.evaluation.compare import run_compare, score
-    from engine.evaluation.compare_report import chart, markdown_table
-    from engine.evaluation.heldout import heldout_queries
+    from engine.evaluation.job import compare_job
     from engine.evaluation.loading import SystemBuilder
     from engine.systems.registry import RegistryError
 
@@ -95,19 +82,10 @@ def run(args) -> int:
         return 2
     try:
         options = parse_system_options(args.set, systems)
-        episodes = read_any(args.data, args.format)
+        read_any(args.data, args.format)  # bad data is reported before any model loads
     except (ValueError, DataFormatError, OSError) as e:
         _err(f"error: {e}")
         return 2
-    queries, notes = heldout_queries(episodes, args.limit)
-    for n in notes[:5]:
-        _err(f"note: {n}")
-    if not queries:
-        _err(f"error: {args.data}: no held-out turn found (each episode's last session needs a main-speaker "
-             "turn after a partner turn)")
-        return 2
-    if args.limit and len(queries) < args.limit:
-        _err(f"note: {args.data} gives {len(queries)} held-out turns, fewer than --limit {args.limit}")
     try:
         builder = SystemBuilder.load(systems, options, lm=args.lm, encoder=args.encoder, adapter=args.adapter,
                                      device=args.device, max_new_tokens=args.max_new_tokens,
@@ -116,43 +94,38 @@ def run(args) -> int:
         _err(f"error: {e}")
         return 1
     out = Path(args.out or f"compare-{Path(args.data).stem}")
-    out.mkdir(parents=True, exist_ok=True)
-    title = args.title or Path(args.data).name
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(queries) * len(systems), unit="answer", desc="eval compare", file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(unit="answer", desc="eval compare", file=sys.stderr, dynamic_ncols=True)
 
     def progress(stage, done, total):
+        bar.total = total
         bar.n = done
         bar.set_postfix_str(stage[:60], refresh=False)
         bar.refresh()
 
-    t0 = time.perf_counter()
-    results = run_compare(queries, systems, builder, samples=args.samples, budget_s=args.budget_s,
-                          records_path=out / "records.jsonl", reseed=lambda i: _reseed(args.seed + i),
+    try:
+        res = compare_job(builder, data=args.data, systems=systems, format=args.format, limit=args.limit,
+                          samples=args.samples, budget_s=args.budget_s, out=out, seed=args.seed,
+                          classifier=args.classifier, device=args.device, title=args.title or "",
                           progress=progress)
+    except (DataFormatError, ValueError, OSError) as e:
+        bar.close()
+        _err(f"error: {e}")
+        return 2
     bar.close()
-    elapsed = time.perf_counter() - t0
-    from engine.evaluation.responses_cli import load_classifier
-
-    classifier, why = load_classifier(args.classifier, args.device)
-    report = score(results, classifier=classifier, classifier_error=why, seed=args.seed)
-    report["meta"] = {"systems": report.get("meta", {}), "data": str(args.data), "format": args.format,
-                      "limit": args.limit, "samples": args.samples, "budget_s": args.budget_s,
-                      "max_new_tokens": args.max_new_tokens, "seed": args.seed, "seconds": round(elapsed, 1),
-                      "models": builder.describe()}
-    table = markdown_table({**report, "meta": report["meta"]["systems"]}, title)
-    (out / "table.md").write_text(table, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=str), encoding="utf-8")
-    png = chart(report, out / "compare.png", title) if report["systems"] else None
+    for n in res["notes"][:5]:
+        _err(f"note: {n}")
+    report = res["report"]
+    if args.limit and report["meta"]["queries"] < args.limit:
+        _err(f"note: {args.data} gives {report['meta']['queries']} held-out turns, fewer than --limit {args.limit}")
     if args.json:
         print(json.dumps(report, indent=1, allow_nan=False, default=str))
     else:
-        print(table)
-        print(f"wrote {out / 'table.md'}, {png or '(no chart: nothing scored)'}, {out / 'report.json'} "
-              f"in {elapsed:.0f} s")
+        print(res["table"])
+        print(f"wrote {out / 'table.md'}, {res['png'] or '(no chart: nothing scored)'}, {out / 'report.json'} "
+              f"in {res['seconds']:.0f} s")
     if args.study:
         sink = getattr(args, "study_sink", None)
         if sink is None:

@@ -28,6 +28,11 @@ class SystemBuilder:
                               "reasons": list(lm.plan.reasons)}
         if enc is not None:
             d["encoder"] = {"name": enc.name, "device": enc.plan.summary()}
+        settings = self.models.settings
+        if settings is not None:
+            d["generation"] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                               "temperature": settings.temperature, "top_p": settings.top_p}
+        d["options"] = {k: dict(v) for k, v in self.options.items()}
         return d
 
     @classmethod

@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--encoder", help="sentence encoder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--adapter", default="auto", help="generator adapter: auto (default), none, or a directory")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--study", help="then import the episodes into this study database ...")
+    p.add_argument("--campaign", help="... as a new campaign with the model preset (Humanness, Engagingness, "
+                                      "Memorability; EMMA §5.3 Table 4) of this name")
     p.set_defaults(func=run)
 
 
@@ -70,7 +73,11 @@ def run(args) -> int:
     from engine.selfplay.factory import SeatFactory
     from engine.selfplay.protocol import SeedError, plan_from_seed
     from engine.selfplay.runner import CannotOpen, run_selfplay
+    from engine.systems.registry import RegistryError
 
+    if args.study and not args.campaign:
+        _err("error: --study needs --campaign NAME (the model-quality campaign to create)")
+        return 2
     if args.episodes < 1:
         _err("error: --episodes must be at least 1")
         return 2
@@ -83,7 +90,7 @@ def run(args) -> int:
     partner_system = args.partner_system or args.system
     try:
         factory = SeatFactory.from_args(args, main_system=args.system, partner_system=partner_system, log=_err)
-    except (ModelNotFoundError, ValueError, KeyError) as e:
+    except (ModelNotFoundError, RegistryError, ValueError, KeyError) as e:
         _err(f"error: {e}")
         return 1
 
@@ -120,4 +127,24 @@ def run(args) -> int:
     bar.close()
     print(f"wrote {len(episodes)} self-play episodes to {args.out} in {time.perf_counter() - t0:.0f} s "
           f"({args.system} main speaker, {partner_system} partners)")
+    if args.study:
+        return import_into_study(args)
+    return 0
+
+
+def import_into_study(args) -> int:
+    """``--study``/``--campaign``: import the file and create the model-quality campaign (the annotation
+    side's API, reached through ``args.study_sink`` which the ``memlab`` entry point provides)."""
+    sink = getattr(args, "study_sink", None)
+    if sink is None:
+        _err(f"error: --study needs MemLab's annotation part (memlab[all]); import {args.out} with "
+             "`memlab study import` instead")
+        return 1
+    try:
+        result, camp = sink.import_selfplay(args.study, args.out, args.campaign)
+    except ValueError as e:  # StudyError and DataFormatError are ValueErrors with a located message
+        _err(f"error: {e}")
+        return 1
+    print(f"imported {result.episodes} episodes into {args.study}; campaign {camp.name!r} ({camp.preset}): "
+          f"{camp.n_items} items, criteria {', '.join(c.name for c in camp.criteria)}")
     return 0
