@@ -4,7 +4,7 @@ For each query and each system, a fresh agent (one user = one episode) is given,
 contract only:
 
 1. the episode's given memories (e.g. ConvAI2 persona lines) through ``ingest_memories`` where the system
-   has it (systems without it answer from the dialogue alone, and the report says so);
+   keeps memories (the others raise ``Unsupported``, answer from the dialogue alone, and the report says so);
 2. the true earlier sessions through ``ingest_session`` (the system's own session-end step runs: EMMA
    summarises and links, the summary baseline summarises, a per-user-training system trains — within
    ``budget_s`` seconds per user when its record has a ``budget_s`` option);
@@ -60,10 +60,12 @@ def prepare_agent(agent, q: Query, progress: Progress | None = None) -> tuple[bo
     agent.main = ep.main  # the contract's main speaker, set before ingesting (Agent.main)
     took_given = False
     given = q.given_memories()
-    ingest_memories = getattr(agent, "ingest_memories", None)
-    if given and ingest_memories is not None:
-        ingest_memories([{"about": m.about, "text": m.text, "session": m.session} for m in given])
-        took_given = True
+    if given:
+        try:
+            agent.ingest_memories([{"about": m.about, "text": m.text, "session": m.session} for m in given])
+            took_given = True
+        except Unsupported:
+            pass  # a system without memory answers from the dialogue alone (the report says so)
     earlier = q.earlier_sessions()
     for k, s in enumerate(earlier):
         if progress:
@@ -167,7 +169,7 @@ def run_compare(queries: list[Query], systems: list[str], build: Callable[[str],
                 res.answer_s.append(row["answer_s"])
                 res.given_counts.append(len(row["record"].get("given", [])))
                 if q.given_memories() and not row.get("given_memories"):
-                    note = "answered without the given memories (persona): it has no ingest_memories"
+                    note = "answered without the given memories (persona): it keeps no memories it could be given"
                     if note not in res.notes:
                         res.notes.append(note)
                 if budget_s is not None and row["ingest_s"] > budget_s:
