@@ -56,16 +56,16 @@ class BaseModelReplies:
 
 
 class LlmRetrieverAgent(EmmaAgent):
-    """``llm+retriever``: EMMA's retrieved memory (top-1 + its links, §4.2) given to the base model."""
+    """``llm-retriever`` (the paper's "LLM + EMMA's retriever"): EMMA's retrieved memory (top-1 + its links, §4.2) given to the base model."""
 
-    name = "llm+retriever"
+    name = "llm-retriever"
 
     def __init__(self, dialogue, retriever, **kwargs):
         super().__init__(BaseModelReplies(dialogue), retriever, **kwargs)
 
 
 class AllMemoriesAgent(LlmRetrieverAgent):
-    """``all-memories``: every stored memory (oldest first, with its links) given to the base model."""
+    """``all-memories``: every stored memory (oldest first) given to the base model."""
 
     name = "all-memories"
 

@@ -19,6 +19,7 @@ Both are hook-only :class:`SessionLogAgent` subclasses over their own small resp
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Iterator
 
@@ -26,8 +27,8 @@ from engine.data.model import MemoryUpdate, Speaker, Turn
 from engine.systems import generation as gen
 from engine.systems.session_agent import SessionLogAgent, StoreBackedAgent
 
-REBOT_INTERVALS = ("A few hours after", "A few days after", "A few weeks after", "A few months after",
-                   "A couple of years after")
+from .record import REBOT_INTERVALS  # noqa: F401 (the option's choices; one list)
+
 MSC_TRUNCATE = 1024  # MSC 2.7B (truncation 1024), Xu et al. 2022
 
 
@@ -124,3 +125,26 @@ class MscAgent(SessionLogAgent):
     def prompt_history(self):
         past = [(t["speaker"], t["text"]) for _, t in self.past_turns()]
         return past + super().prompt_history()
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, device: str):
+    """A published checkpoint, loaded once per process (every agent of the system shares it)."""
+    from engine.backbones.loading import load_lm
+
+    return load_lm(path, device=None if device == "auto" else device)
+
+
+def build(which: str, models, options: dict):
+    """The ``rebot`` / ``msc`` agent from the checkpoints named in ``options`` (registry records)."""
+    settings = models.settings
+    if which == "rebot":
+        gen_lm = _load(options["generation"], options["device"])
+        summ_lm = _load(options["summarization"], options["device"])
+        return ReBotAgent(ReBotResponder(gen_lm, summ_lm, options["interval"], settings))
+    if which == "msc":
+        if not options["checkpoint"]:
+            raise ValueError("msc needs its checkpoint: --set checkpoint=DIR (a Hugging Face Blenderbot directory "
+                             "converted from ParlAI's zoo:msc/msc3B_1024/model)")
+        return MscAgent(MscResponder(_load(options["checkpoint"], options["device"]), settings))
+    raise ValueError(f"no published system {which!r}")
