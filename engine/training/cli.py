@@ -51,6 +51,10 @@ def register(sub) -> None:
     r.add_argument("--max-train-triples", type=int)
     r.set_defaults(func=run_retriever)
 
+    from .consistency import register as register_consistency
+
+    register_consistency(tsub)  # memlab train consistency (the metrics' classifier, not a system)
+
 
 def _data_args(p) -> None:
     p.add_argument("--train", help="memlab-episode/1 file (default: generate the starter corpus)")
