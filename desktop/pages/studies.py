@@ -180,6 +180,10 @@ class StudiesPage(QWidget):
         self.format_combo.addItems(IMPORT_FORMATS)
         row = QHBoxLayout()
         row.addWidget(self.import_btn)
+        self.selfplay_btn = QPushButton("Import self-play…")
+        self.selfplay_btn.setToolTip("memlab selfplay episodes → a model-quality campaign (Humanness, Engagingness, "
+                                     "Memorability; EMMA §5.3)")
+        row.addWidget(self.selfplay_btn)
         row.addWidget(QLabel("Format:"))
         row.addWidget(self.format_combo)
         hint = QLabel("MiSC-shaped memlab-episode/1 JSON, ConvAI2 (PersonaChat) or LoCoMo. Each file is checked "
@@ -198,6 +202,8 @@ class StudiesPage(QWidget):
         lay.addWidget(QLabel("<b>Import log</b>"))
         lay.addWidget(self.errors_list, 1)
         self.import_btn.clicked.connect(self._ask_import)
+        self.selfplay_btn.clicked.connect(lambda: self.import_selfplay(
+            QFileDialog.getOpenFileName(self, "Self-play episodes", "", "memlab-episode/1 (*.json *.jsonl)")[0]))
         return w
 
     def _build_campaign_tab(self) -> QWidget:
@@ -352,7 +358,7 @@ class StudiesPage(QWidget):
             self._study.close()
             self._study = None
         self.study_label.setText(f"<b>Study</b>: {_esc(path)}" if path else "<b>No study open</b> — create or open one.")
-        for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, *self.export_btns.values()):
+        for w in (self.import_btn, self.selfplay_btn, self.c_create, self.a_add, self.compute_btn, *self.export_btns.values()):
             w.setEnabled(bool(path))
         self.refresh()
 
@@ -452,6 +458,18 @@ class StudiesPage(QWidget):
         fmt = fmt or self.format_combo.currentText()
         return self._run(f"Importing {len(files)} file(s)…", import_files_job, self.ctx.study_path, list(files), fmt,
                          on_done=self._imported)
+
+    def import_selfplay(self, path: str, campaign: str | None = None):
+        """A ``memlab selfplay`` file → imported, plus a ``model``-preset campaign over its episodes (named
+        after the file unless ``campaign`` is given; :func:`desktop.study_bridge.import_selfplay`)."""
+        if not path:
+            return None
+        from desktop.study_bridge import import_selfplay
+
+        campaign = campaign or f"model-{Path(path).stem}"
+        return self._run(f"Importing self-play {Path(path).name} as campaign {campaign}…", import_selfplay,
+                         self.ctx.study_path, path, campaign,
+                         on_done=lambda r: (self._imported([(path, r[0])]), self._created(r[1])))
 
     def _imported(self, results) -> None:
         self.last_errors = []
