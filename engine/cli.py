@@ -9,6 +9,7 @@ AREA_MODULES = (
     "engine.data.corpus_cli",  # memlab corpus generate
     "engine.chat.cli",         # memlab chat
     "engine.training.cli",     # memlab train <system trainer> (from the registry)
+    "engine.evaluation.cli",   # memlab eval responses (| compare)
 )
 
 

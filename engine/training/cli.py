@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 
 # Trainers that are not a system's (e.g. a metric's classifier): dotted modules with ``register(train_subparsers)``.
-TRAINER_MODULES: tuple[str, ...] = ()
+TRAINER_MODULES: tuple[str, ...] = (
+    "engine.training.consistency",  # memlab train consistency (the metrics' classifier, not a system)
+)
 
 
 def train_modules() -> list[str]:
