@@ -155,11 +155,6 @@ def _is_package_edge(src: str, dst: str) -> bool:
     return src.startswith(dst + ".") or dst.startswith(src + ".")
 
 
-# Cycles that another change is removing (issue 13 splits the scales out of annotation.ratings/campaigns);
-# delete the entry when it lands.
-KNOWN_CYCLES = ({"annotation.campaigns", "annotation.ratings"},)
-
-
 def test_no_import_cycles_between_modules():
     import networkx as nx
 
@@ -167,7 +162,7 @@ def test_no_import_cycles_between_modules():
     for src, dsts in _graph(top_level_only=False).items():
         g.add_node(src)
         g.add_edges_from((src, d) for d in dsts if not _is_package_edge(src, d))
-    cycles = [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1 and c not in KNOWN_CYCLES]
+    cycles = [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
     assert not cycles, f"modules that import each other (directly or in a ring): {cycles}"
 
 
