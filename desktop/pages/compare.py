@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QGroupBox, QHBoxLa
 from desktop import compare_store
 from desktop.agent_session import AgentSession
 from desktop.leaderboard import MIN_GAMES_FOR_INTERVAL, leaderboard, pair_counts
-from desktop.pages.chat import CSS, ENGINE_MISSING, SYSTEMS, PartnerDialog, speaker_label
+from desktop import systems
+from desktop.pages.chat import CSS, ENGINE_MISSING, PartnerDialog, speaker_label
 
 VOTES = (("left", "Left better"), ("right", "Right better"), ("tie", "Tie"), ("both_bad", "Both bad"))
 
@@ -46,7 +47,7 @@ class Panel(QGroupBox):
         session.token.connect(self._token)
 
     def set_title(self, reveal: bool):
-        label = dict(SYSTEMS).get(self.system, self.system)
+        label = systems.label(self.system)
         self.setTitle(f"{self.letter} — {label}" if reveal else f"{self.letter}")
 
     def _token(self, piece):
@@ -111,12 +112,11 @@ class ComparePage(QWidget):
         setup.addWidget(QLabel("Agents"))
         setup.addWidget(self.count)
         self.pickers = []
-        defaults = ["emma", "summary", "rag", "no-memory"]
+        defaults = systems.compare_defaults(4)
         for i in range(4):
             c = QComboBox()
-            for key, label in SYSTEMS:
-                c.addItem(label, key)
-            c.setCurrentIndex(c.findData(defaults[i]))
+            systems.fill_combo(c)
+            c.setCurrentIndex(c.findData(defaults[i % len(defaults)]) if defaults else -1)
             c.setMinimumContentsLength(12)
             c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             self.pickers.append(c)
@@ -422,7 +422,7 @@ class ComparePage(QWidget):
         parts = []
         for p in self.panels:
             summary = self.memory_summary(p)
-            label = dict(SYSTEMS).get(p.system, p.system)
+            label = systems.label(p.system)
             parts.append(f"<h3>{html.escape(p.letter)} — {html.escape(label)}</h3>")
             sessions = sorted({int(k) for k in summary["stored"]} | {int(k) for k in summary["retrieved"]})
             if not sessions:
@@ -448,10 +448,9 @@ class ComparePage(QWidget):
             return
         triples = [(v["left"], v["right"], v["outcome"]) for v in votes]
         rows = leaderboard(triples)
-        names = dict(SYSTEMS)
         self.board.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = [names.get(row.system, row.system), f"{row.rating:.0f}", row.interval_text(),
+            cells = [systems.label(row.system), f"{row.rating:.0f}", row.interval_text(),
                      str(row.games), str(row.wins), str(row.losses), str(row.ties)]
             for c, v in enumerate(cells):
                 item = QTableWidgetItem(v)
@@ -464,7 +463,7 @@ class ComparePage(QWidget):
         pairs = pair_counts(triples)
         self.pairs.setRowCount(len(pairs))
         for r, p in enumerate(pairs):
-            cells = [f"{names.get(p.a, p.a)} vs {names.get(p.b, p.b)}", str(p.games), str(p.a_wins), str(p.b_wins),
+            cells = [f"{systems.label(p.a)} vs {systems.label(p.b)}", str(p.games), str(p.a_wins), str(p.b_wins),
                      str(p.ties), str(p.both_bad)]
             for c, v in enumerate(cells):
                 item = QTableWidgetItem(v)
