@@ -1,0 +1,83 @@
+"""The baselines' registry records (docs/architecture.md, "Baselines"): all run on EMMA's dialogue module."""
+
+from __future__ import annotations
+
+from engine.systems.registry import Option, SystemRecord
+
+
+def _build(cls_name: str, with_retriever: bool = False):
+    def build(models, options: dict):
+        from engine.systems.emma.model import dialogue_module, retriever
+
+        from . import agents
+
+        cls = getattr(agents, cls_name)
+        args = (dialogue_module(models), retriever(models)) if with_retriever else (dialogue_module(models),)
+        return cls(*args, **options)
+    return build
+
+
+def _build_llm(cls_name: str):
+    def build(models, options: dict):
+        from engine.systems.emma.model import dialogue_module, retriever
+
+        from . import memory_llm
+
+        return getattr(memory_llm, cls_name)(dialogue_module(models), retriever(models), **options)
+    return build
+
+
+def _build_published(which: str):
+    def build(models, options: dict):
+        from . import published
+
+        return published.build(which, models, options)
+    return build
+
+
+REBOT_INTERVALS = ("A few hours after", "A few days after", "A few weeks after", "A few months after",
+                   "A couple of years after")  # ReBot's time intervals (its released chat loop)
+_ON_LM = frozenset({"rewind"})
+_WITH_MEMORY = frozenset({"memory_view", "rewind"})
+
+RECORDS = [
+    SystemRecord(name="summary", label="Summary baseline",
+                 help="session summaries instead of egocentric memory (the EMMA paper's ablation)",
+                 needs=frozenset({"generator"}), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(Option("max_summaries", int, 5, "summaries of the most recent sessions in the prompt"),),
+                 build=_build("SummaryAgent"), order=20),
+    SystemRecord(name="rag", label="RAG baseline", help="raw past turns retrieved by similarity",
+                 needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(Option("k", int, 3, "past turns retrieved per reply"),),
+                 build=_build("RagAgent", with_retriever=True), order=30),
+    SystemRecord(name="full-history", label="Full history",
+                 help="the whole history in the prompt, newest kept when it does not fit",
+                 needs=frozenset({"generator"}), keeps_memory=True, capabilities=_ON_LM, options=(),
+                 build=_build("FullHistoryAgent"), order=40),
+    SystemRecord(name="no-memory", label="No memory", help="no memory between sessions",
+                 needs=frozenset({"generator"}), keeps_memory=False, capabilities=_ON_LM, options=(),
+                 build=_build("NoMemoryAgent"), order=50),
+    SystemRecord(name="all-memories", label="LLM + all memories",
+                 help="the base LLM (no EMMA training) with every stored memory in the prompt (EMMA App. H)",
+                 needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(), build=_build_llm("AllMemoriesAgent"), order=60),
+    SystemRecord(name="llm-retriever", label="LLM + EMMA retriever",
+                 help="the base LLM (no EMMA training) given EMMA's retrieved memories (EMMA App. H)",
+                 needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(), build=_build_llm("LlmRetrieverAgent"), order=61),
+    SystemRecord(name="rebot", label="ReBot", help="ReBot (Jang et al. 2023) from its published BART checkpoints",
+                 needs=frozenset(), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(Option("generation", str, "jihyoung/rebot-generation", "generation module: directory or id"),
+                          Option("summarization", str, "jihyoung/rebot-summarization",
+                                 "chronological summarisation module: directory or id"),
+                          Option("interval", str, "A few days after", "time between sessions",
+                                 choices=REBOT_INTERVALS),
+                          Option("device", str, "auto", "auto, cpu or cuda")),
+                 build=_build_published("rebot"), order=70),
+    SystemRecord(name="msc", label="MSC 2.7B", help="MSC 2.7B (Xu et al. 2022), BlenderBot architecture, truncation 1024",
+                 needs=frozenset(), keeps_memory=True, capabilities=_ON_LM,
+                 options=(Option("checkpoint", str, "", "Hugging Face Blenderbot directory converted from ParlAI's "
+                                                        "zoo:msc/msc3B_1024 checkpoint"),
+                          Option("device", str, "auto", "auto, cpu or cuda")),
+                 build=_build_published("msc"), order=71),
+]
