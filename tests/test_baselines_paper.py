@@ -98,9 +98,12 @@ def _save_tiny(tmp_path, arch):
 
 
 def test_rebot_loads_its_two_checkpoints_and_summarises_each_session(tmp_path):
+    from engine.backbones.loading import load_lm
+
     bart = _save_tiny(tmp_path, "bart")
-    models = registry.Models(settings=SETTINGS)
-    agent = registry.build_agent("rebot", models, generation=bart, summarization=bart, device="cpu")
+    models = registry.Models(generator=load_lm(bart, device="cpu"), settings=SETTINGS)
+    agent = registry.build_agent("rebot", models, summarization=bart, device="cpu")
+    assert "note" not in agent.describe()  # a BART checkpoint: the published architecture
     agent.main = ALICE
     agent.ingest_session(BOB, 0, [{"speaker": "Bob", "text": "I adopted a cat."}, {"speaker": "Alice", "text": "Nice!"}])
     agent.start_session(ALICE, CAROL, 1)
@@ -111,11 +114,14 @@ def test_rebot_loads_its_two_checkpoints_and_summarises_each_session(tmp_path):
     assert len(agent.memory_view()["memories"]) <= 1  # one chronological summary per session at most
 
 
-def test_msc_needs_its_checkpoint_and_keeps_the_whole_history(tmp_path):
-    with pytest.raises(ValueError, match="checkpoint"):
+def test_msc_runs_its_checkpoint_and_keeps_the_whole_history(tmp_path):
+    from engine.backbones.loading import load_lm
+
+    with pytest.raises(registry.RegistryError, match="generator"):
         registry.build_agent("msc", registry.Models(settings=SETTINGS))
     bb = _save_tiny(tmp_path, "blenderbot")
-    agent = registry.build_agent("msc", registry.Models(settings=SETTINGS), checkpoint=bb, device="cpu")
+    agent = registry.build_agent("msc", registry.Models(generator=load_lm(bb, device="cpu"), settings=SETTINGS))
+    assert "note" not in agent.describe()
     agent.main = ALICE
     agent.ingest_session(BOB, 0, [{"speaker": "Bob", "text": "I adopted a cat."}, {"speaker": "Alice", "text": "Nice!"}])
     agent.start_session(ALICE, CAROL, 1)

@@ -23,7 +23,6 @@ from desktop import background, systems
 
 FORMATS = ("auto", "memlab", "convai2", "locomo", "malp")
 EVAL_AGENT = "__eval__"  # the worker's cancel key for the evaluation request
-DEFAULT_CHECKED = ("emma", "summary", "rag", "no-memory", "full-history")
 
 
 def table_html(report: dict) -> str:
@@ -78,11 +77,12 @@ class OfflineEvalTab(QWidget):
         row2 = QHBoxLayout()
         self.systems = QListWidget()
         self.systems.setMaximumHeight(110)
+        checked = set(systems.compare_defaults(5))  # EMMA and the four baselines (registry order)
         for rec in systems.records():
             item = QListWidgetItem(rec.label)
             item.setData(Qt.ItemDataRole.UserRole, rec.name)
             item.setToolTip(rec.help)
-            item.setCheckState(Qt.CheckState.Checked if rec.name in DEFAULT_CHECKED else Qt.CheckState.Unchecked)
+            item.setCheckState(Qt.CheckState.Checked if rec.name in checked else Qt.CheckState.Unchecked)
             self.systems.addItem(item)
         self.limit = QSpinBox()
         self.limit.setRange(1, 100000)

@@ -18,13 +18,21 @@ import time
 from pathlib import Path
 
 FORMATS = ("auto", "memlab", "convai2", "locomo", "malp")
-DEFAULT_SYSTEMS = "emma,summary,rag,no-memory,full-history"
+DEFAULT_COUNT = 5  # EMMA and the four baselines of the paper's setting: the registry's first five
+
+
+def default_systems() -> str:
+    """The first five systems in the registry's display order that run on the shared models."""
+    from engine.systems import registry
+
+    return ",".join([r.name for r in registry.systems() if r.needs][:DEFAULT_COUNT])
 
 
 def register(esub) -> None:
     p = esub.add_parser("compare", help="every system answers the same held-out turns; one table with 95% CIs",
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated registry names (default {DEFAULT_SYSTEMS})")
+    p.add_argument("--systems", default=default_systems(),
+                   help="comma-separated registry names (default: %(default)s)")
     p.add_argument("--data", required=True, help="episodes: memlab-episode/1, ConvAI2, LoCoMo or MaLP")
     p.add_argument("--format", default="auto", choices=FORMATS, help="data format (default: detected)")
     p.add_argument("--limit", type=int, help="first N held-out turns (one per episode)")

@@ -1,6 +1,6 @@
 """``memlab selfplay``: four agent instances talk to each other (EMMA paper §5.3).
 
-    memlab selfplay --system emma --seeds starter_test.json --episodes 10 --out selfplay.json
+    memlab selfplay --seeds starter_test.json --episodes 10 --out selfplay.json
     memlab study import study.db selfplay.json --campaign table4 --preset model
 
 Seeds are MiSC-shaped episodes (a main speaker and three partners); ``--episodes N`` of them are
@@ -22,8 +22,13 @@ import time
 def register(sub) -> None:
     p = sub.add_parser("selfplay", help="self-play episodes by four agent instances (EMMA §5.3)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--system", default="emma", help="system playing every seat (default emma)")
-    p.add_argument("--partner-system", help="system playing the three partner seats (default: --system)")
+    from engine.systems import registry
+
+    first = registry.names()[0] if registry.names() else None
+    p.add_argument("--system", default=first, choices=registry.names(),
+                   help="system playing every seat (default: %(default)s, the first in the registry's order)")
+    p.add_argument("--partner-system", choices=registry.names(),
+                   help="system playing the three partner seats (default: --system)")
     p.add_argument("--seeds", required=True, help="seed episodes (memlab-episode/1, or any importable format)")
     p.add_argument("--format", default="auto", help="seed file format: auto (default), memlab, convai2, locomo")
     p.add_argument("--episodes", type=int, default=10, help="episodes to play (seeds drawn at random; default 10)")

@@ -2,15 +2,16 @@
 Table 6), for users who have their checkpoints; nothing is downloaded.
 
 * **ReBot** (Jang et al. 2023, *Conversation Chronicles*): two BART-large seq2seq models published as
-  ``jihyoung/rebot-generation`` and ``jihyoung/rebot-summarization``. The released chat loop summarises each
+  ``jihyoung/rebot-generation`` (give it as the generator: ``--lm``) and ``jihyoung/rebot-summarization``
+  (the ``summarization`` option). The released chat loop summarises each
   finished session with the summarisation module ("chronological summary") and generates from the sequence
   ``<relationship> R <time interval> summary_1 <time interval> summary_2 ... [now] <role_a> utterance
   <role_b>`` where each turn is ``<role> text``; the time interval is one of "A few hours after", "A few days
   after", "A few weeks after", "A few months after", "A couple of years after". MemLab's roles are the two
   speakers' jobs/relationships (their names when a job is empty) and R is "<main job> and <partner job>".
 * **MSC 2.7B** (Xu et al. 2022, *Beyond Goldfish Memory*): BlenderBot-2.7B fine-tuned on Multi-Session Chat,
-  released for ParlAI. Give MemLab a Hugging Face ``BlenderbotForConditionalGeneration`` directory (convert
-  the ParlAI checkpoint with transformers' ``convert_blenderbot_original_pytorch_checkpoint_to_pytorch``). It
+  released for ParlAI. Give MemLab a Hugging Face ``BlenderbotForConditionalGeneration`` directory as the
+  generator (``--lm DIR``; convert the ParlAI checkpoint with transformers' ``convert_blenderbot_original_pytorch_checkpoint_to_pytorch``). It
   runs as the paper's truncation variant: every earlier session's utterances followed by the current ones,
   newline-separated as ParlAI writes a dialogue history, the oldest dropped first to fit 1024 tokens.
 
@@ -27,9 +28,7 @@ from engine.data.model import MemoryUpdate, Speaker, Turn
 from engine.systems import generation as gen
 from engine.systems.session_agent import SessionLogAgent, StoreBackedAgent
 
-from .record import REBOT_INTERVALS  # noqa: F401 (the option's choices; one list)
-
-MSC_TRUNCATE = 1024  # MSC 2.7B (truncation 1024), Xu et al. 2022
+from .published_config import MSC_TRUNCATE
 
 
 def _role(s: Speaker) -> str:
@@ -37,11 +36,13 @@ def _role(s: Speaker) -> str:
 
 
 class Seq2SeqResponder:
-    """Streaming, sampling and description for a seq2seq checkpoint (shared by ReBot and MSC)."""
+    """Streaming, sampling and description for the published checkpoint (shared by ReBot and MSC). Both are
+    seq2seq models; another generator runs the same sequences and ``describe`` says it is not the published
+    architecture."""
+
+    ARCHITECTURES: tuple[str, ...] = ()
 
     def __init__(self, lm, settings=None):
-        if lm.kind != "seq2seq":
-            raise ValueError(f"{lm.name} is a {lm.kind} model; this system needs its published seq2seq checkpoint")
         self.lm = lm
         self.settings = settings or gen.GenerationSettings()
 
@@ -53,14 +54,18 @@ class Seq2SeqResponder:
 
     def describe(self) -> dict:
         lm = self.lm
-        return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+        d = {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+        arch = type(getattr(lm.model, "base_model", lm.model)).__name__
+        if self.ARCHITECTURES and not any(a in arch or a in type(lm.model).__name__ for a in self.ARCHITECTURES):
+            d["note"] = f"the generator is a {arch}, not the published {'/'.join(self.ARCHITECTURES)} checkpoint"
+        return d
 
 
 class ReBotResponder(Seq2SeqResponder):
+    ARCHITECTURES = ("Bart",)
+
     def __init__(self, generator, summarizer, interval: str, settings=None):
         super().__init__(generator, settings)
-        if summarizer.kind != "seq2seq":
-            raise ValueError(f"{summarizer.name} is not a seq2seq summarisation model")
         self.summarizer = summarizer
         self.interval = interval
 
@@ -106,6 +111,8 @@ class ReBotAgent(StoreBackedAgent):
 
 
 class MscResponder(Seq2SeqResponder):
+    ARCHITECTURES = ("Blenderbot",)
+
     def reply_prompt(self, main, partner, memories, session_index, history, bot_name=None) -> str:
         def build(turns):
             return "\n".join(t.strip() for _, t in turns)
@@ -136,15 +143,12 @@ def _load(path: str, device: str):
 
 
 def build(which: str, models, options: dict):
-    """The ``rebot`` / ``msc`` agent from the checkpoints named in ``options`` (registry records)."""
+    """The ``rebot`` / ``msc`` agent on the loaded generator (the published checkpoint given as the generator,
+    e.g. ``--lm jihyoung/rebot-generation``); ReBot's summarisation module is loaded from its option."""
     settings = models.settings
     if which == "rebot":
-        gen_lm = _load(options["generation"], options["device"])
-        summ_lm = _load(options["summarization"], options["device"])
-        return ReBotAgent(ReBotResponder(gen_lm, summ_lm, options["interval"], settings))
+        summarizer = _load(options["summarization"], options["device"]) if options["summarization"] else models.generator
+        return ReBotAgent(ReBotResponder(models.generator, summarizer, options["interval"], settings))
     if which == "msc":
-        if not options["checkpoint"]:
-            raise ValueError("msc needs its checkpoint: --set checkpoint=DIR (a Hugging Face Blenderbot directory "
-                             "converted from ParlAI's zoo:msc/msc3B_1024/model)")
-        return MscAgent(MscResponder(_load(options["checkpoint"], options["device"]), settings))
+        return MscAgent(MscResponder(models.generator, settings))
     raise ValueError(f"no published system {which!r}")

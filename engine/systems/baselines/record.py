@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from engine.systems.registry import Option, SystemRecord
 
+from .published_config import REBOT_INTERVALS
+
 
 def _build(cls_name: str, with_retriever: bool = False):
     def build(models, options: dict):
@@ -35,8 +37,6 @@ def _build_published(which: str):
     return build
 
 
-REBOT_INTERVALS = ("A few hours after", "A few days after", "A few weeks after", "A few months after",
-                   "A couple of years after")  # ReBot's time intervals (its released chat loop)
 _ON_LM = frozenset({"rewind"})
 _WITH_MEMORY = frozenset({"memory_view", "rewind"})
 
@@ -65,19 +65,17 @@ RECORDS = [
                  help="the base LLM (no EMMA training) given EMMA's retrieved memories (EMMA App. H)",
                  needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
                  options=(), build=_build_llm("LlmRetrieverAgent"), order=61),
-    SystemRecord(name="rebot", label="ReBot", help="ReBot (Jang et al. 2023) from its published BART checkpoints",
-                 needs=frozenset(), keeps_memory=True, capabilities=_WITH_MEMORY,
-                 options=(Option("generation", str, "jihyoung/rebot-generation", "generation module: directory or id"),
-                          Option("summarization", str, "jihyoung/rebot-summarization",
-                                 "chronological summarisation module: directory or id"),
+    SystemRecord(name="rebot", label="ReBot",
+                 help="ReBot (Jang et al. 2023): give its published BART generation module as the generator",
+                 needs=frozenset({"generator"}), keeps_memory=True, capabilities=_WITH_MEMORY,
+                 options=(Option("summarization", str, "", "its chronological summarisation module (directory or "
+                                                          "id, e.g. jihyoung/rebot-summarization); empty: the generator"),
                           Option("interval", str, "A few days after", "time between sessions",
                                  choices=REBOT_INTERVALS),
-                          Option("device", str, "auto", "auto, cpu or cuda")),
+                          Option("device", str, "auto", "device for the summarisation module: auto, cpu or cuda")),
                  build=_build_published("rebot"), order=70),
-    SystemRecord(name="msc", label="MSC 2.7B", help="MSC 2.7B (Xu et al. 2022), BlenderBot architecture, truncation 1024",
-                 needs=frozenset(), keeps_memory=True, capabilities=_ON_LM,
-                 options=(Option("checkpoint", str, "", "Hugging Face Blenderbot directory converted from ParlAI's "
-                                                        "zoo:msc/msc3B_1024 checkpoint"),
-                          Option("device", str, "auto", "auto, cpu or cuda")),
+    SystemRecord(name="msc", label="MSC 2.7B",
+                 help="MSC 2.7B (Xu et al. 2022), truncation 1024: give its Blenderbot checkpoint as the generator",
+                 needs=frozenset({"generator"}), keeps_memory=True, capabilities=_ON_LM, options=(),
                  build=_build_published("msc"), order=71),
 ]
