@@ -68,7 +68,7 @@ def test_train_load_and_score_through_the_cli(tmp_path, capsys):
     assert meta["training"]["steps"] > 0 and "starter:consistency" in meta["held_out"]
     assert all(0 <= row["accuracy"] <= 1 for row in meta["held_out"].values())
 
-    from tests.tiny_models import minilm
+    from tests.tiny import minilm
 
     clf = ConsistencyClassifier.load(out, encoder=minilm())
     p = clf.prob(["i have two dogs.", "i am a nurse."], "my dogs are great")
