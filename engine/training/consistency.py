@@ -56,6 +56,7 @@ class EmbeddingCache:
         new = [t for t in dict.fromkeys(texts) if t not in self.index]
         if new:
             t0 = time.time()
+            new.sort(key=len)  # batches of similar length pad less
             self.blocks.append(encode(self.encoder, new, batch_size=64, max_length=self.max_length))
             for t in new:
                 self.index[t] = len(self.index)
