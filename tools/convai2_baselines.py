@@ -1,6 +1,7 @@
 """Write ``memlab eval responses`` records for ConvAI2 validation turns with reference-free baselines.
 
-    python tools/convai2_baselines.py ../shared/datasets/convai2/personachat_valid.json OUT_DIR [--held-out-only]
+    python tools/convai2_baselines.py ../shared/datasets/convai2/personachat_valid.json OUT_DIR \
+        [--held-out-only [--max-dialogues N]]
 
 One ``.jsonl`` per baseline (id, response, reference = the gold bot reply, persona = the bot's persona lines,
 query = the user turn it answers; ``__SILENCE__`` openers have no query):
@@ -54,9 +55,12 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--held-out-only", action="store_true")
     ap.add_argument("--held-out", type=float, default=0.15, help="as memlab train consistency --held-out")
+    ap.add_argument("--max-dialogues", type=int, help="as memlab train consistency --max-dialogues")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     dialogues = json.loads(Path(a.convai2).read_text(encoding="utf-8"))
+    if a.max_dialogues:
+        dialogues = dialogues[:a.max_dialogues]
     indices = split_indices(len(dialogues), a.held_out, a.seed)[1] if a.held_out_only else range(len(dialogues))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
