@@ -258,11 +258,12 @@ class _Worker:
         from engine.systems import registry
 
         systems = [str(s) for s in req.systems or []]
+        budget = float(req.budget_s) or None
         records = {s: registry.get(s) for s in systems}
         options = {s: dict((req.options or {}).get(s, {})) for s in systems}
         for s, rec in records.items():
-            if req.budget_s is not None and any(o.name == "budget_s" for o in rec.options):
-                options[s].setdefault("budget_s", req.budget_s)
+            if budget is not None and any(o.name == "budget_s" for o in rec.options):
+                options[s].setdefault("budget_s", budget)
             options[s] = rec.validate(options[s])
         needs = sorted({role for rec in records.values() for role in rec.needs})
         if needs:
@@ -277,7 +278,7 @@ class _Worker:
                 cancel.set()
         try:
             return compare_job(SystemBuilder(models, options), data=req.data, systems=systems, format=req.format,
-                               limit=req.limit, samples=int(req.samples), budget_s=req.budget_s, out=req.out,
+                               limit=int(req.limit) or None, samples=int(req.samples), budget_s=budget, out=req.out,
                                seed=int(req.seed), progress=self.progress(rid), cancel=cancel)
         finally:
             with self.send_lock:

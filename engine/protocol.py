@@ -185,9 +185,9 @@ class EvalCompare(Request):
     format: str = "auto"
     systems: list = field(default_factory=list)
     options: dict = field(default_factory=dict)
-    limit: int | None = None
+    limit: int = 0          # held-out turns; 0: all
     samples: int = 5
-    budget_s: float | None = None
+    budget_s: float = 0.0   # seconds per user for per-user training; 0: no limit
     out: str = ""
     seed: int = 0
 

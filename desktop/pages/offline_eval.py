@@ -153,7 +153,7 @@ class OfflineEvalTab(QWidget):
             return None
         self.ctx.settings.setValue("eval/data", data)
         fields = dict(data=data, format=self.format.currentText(), systems=chosen, limit=self.limit.value(),
-                      samples=self.samples.value(), budget_s=self.budget.value() or None, out=self.out_dir(data))
+                      samples=self.samples.value(), budget_s=float(self.budget.value()), out=self.out_dir(data))
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
