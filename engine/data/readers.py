@@ -14,9 +14,10 @@ from .convai2 import episodes_from_parlai_text, episodes_from_xpersona, looks_li
 from .episode_format import parse_json, read_episodes, read_text
 from .errors import DataFormatError
 from .locomo import episodes_from_locomo
+from .malp import episodes_from_malp, looks_like_malp
 from .model import Episode
 
-FORMATS = ("auto", "memlab", "convai2", "locomo")
+FORMATS = ("auto", "memlab", "convai2", "locomo", "malp")
 
 
 _parse = parse_json
@@ -44,11 +45,16 @@ def detect_format(path, text: str | None = None) -> str:
             return "convai2"
         if "conversation" in first and "sample_id" in first:
             return "locomo"
+    if looks_like_malp(doc):
+        return "malp"
     return "memlab"
 
 
-def read_any(path, format: str = "auto") -> list[Episode]:
-    """Read episodes from ``path`` in ``format``; every problem is a :class:`DataFormatError`."""
+def read_any(path, format: str = "auto", problems: list | None = None) -> list[Episode]:
+    """Read episodes from ``path`` in ``format``; every problem is a :class:`DataFormatError`.
+
+    MaLP files are noisy: unreadable dialogues are skipped, each as a located error appended to
+    ``problems`` (or, without that list, reported as a warning naming file, record and field)."""
     if format not in FORMATS:
         raise DataFormatError(path, None, None, f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -61,6 +67,16 @@ def read_any(path, format: str = "auto") -> list[Episode]:
             episodes = episodes_from_xpersona(_parse(path, text), path)
         else:
             episodes = episodes_from_parlai_text(text, path)
+    elif fmt == "malp":
+        read = episodes_from_malp(_parse(path, text), path)
+        episodes = read.episodes
+        if problems is not None:
+            problems.extend(read.problems)
+        elif read.problems:
+            import warnings
+
+            warnings.warn(f"{len(read.problems)} MaLP record(s) skipped: " + "; ".join(map(str, read.problems[:20])),
+                          stacklevel=2)
     else:
         episodes = episodes_from_locomo(_parse(path, text), path)
     if not episodes:
