@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .episode_format import load_json
 from .errors import DataFormatError
-from .model import Episode, Session, Speaker, Turn
+from .model import Episode, Memory, Session, Speaker, Turn
 from .user_split import user_split
 
 DOCTOR = Speaker("Doctor", "physician")
@@ -112,7 +112,11 @@ def episode_from_dialogue(path, index: int, record, *, history_rounds: int = HIS
     cut = 2 * history_rounds - 1  # session 0 ends with the doctor's history_rounds-th reply
     sessions = [Session(0, patient, "consultation (history)", turns[:cut]),
                 Session(1, patient, "consultation (follow-up)", turns[cut:])]
-    return Episode(f"malp-{index:04d}", DOCTOR, [patient], sessions, [], [], str(path),
+    # the user's content (§3.3 Persona-F1: "the user's content, e.g. historical dialogues"): what the patient
+    # said in the history session, as the doctor's memories about them, each from its own turn
+    memories = [Memory(f"m{i}", DOCTOR.name, patient.name, t.text, 0, [t.id])
+                for i, t in enumerate(x for x in turns[:cut] if x.speaker == patient.name)]
+    return Episode(f"malp-{index:04d}", DOCTOR, [patient], sessions, memories, [], str(path),
                    {"format": "malp", "user": patient.name, "rounds": len(rounds)})
 
 
@@ -193,3 +197,33 @@ def read_malp(path, *, seed: int = 0) -> MalpRead:
 def user_history(episode: Episode) -> list[Turn]:
     """The user's historical content: the turns of every session but the last."""
     return [t for s in episode.sessions[:-1] for t in s.turns]
+
+
+def main(argv=None) -> int:
+    """``python -m engine.data.malp DIALOGUES --split test --out FILE``: one split as memlab-episode/1."""
+    import argparse
+    import sys
+
+    from .episode_format import write_episodes
+
+    ap = argparse.ArgumentParser(prog="python -m engine.data.malp")
+    ap.add_argument("dialogues")
+    ap.add_argument("--split", choices=("train", "valid", "test", "all"), default="test")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        read = read_malp(args.dialogues, seed=args.seed)
+    except DataFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for problem in read.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    eps = [e for e in read.episodes if args.split == "all" or e.meta.get("split") == args.split]
+    write_episodes(args.out, eps)
+    print(f"{len(eps)} {args.split} users written to {args.out} ({len(read.problems)} records skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

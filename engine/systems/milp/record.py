@@ -37,7 +37,7 @@ def build_milp(models, options: dict):
     instruct = None if options["no_instruct"] else shipped_instruct_dir(lm.name)
     bank = AdapterBank(lm, instruct)
     settings = TrainSettings(lr=options["lr"], max_steps=options["steps"], epochs=max(1, options["steps"]),
-                             max_seconds=options["train_budget_s"], batch_size=options["batch_size"],
+                             max_seconds=0.9 * options["budget_s"], batch_size=options["batch_size"],
                              max_input_tokens=256)
     return MilpAgent(PersonalResponder(lm, models.settings), bank, theta, train_settings=settings,
                      theta_source=source)
@@ -65,7 +65,7 @@ RECORDS = [
         name="milp", label="MiLP",
         help="MiLP: each partner's history in their own FFN LoRA adapter, trained at session end (MiLP §2)",
         needs=frozenset({"generator"}), keeps_memory=True, capabilities=frozenset({"adapters", "rewind"}),
-        options=(Option("train_budget_s", float, 90.0, "seconds to train a partner's adapter at session end"),
+        options=(Option("budget_s", float, 90.0, "seconds to train a partner's adapter at session end (eval compare --budget-s)"),
                  Option("steps", int, 8, "optimizer steps per session end (at most)"),
                  Option("lr", float, 2e-3, "AdamW learning rate (§3.4: 5e-4; higher for few CPU steps)"),
                  Option("batch_size", int, 4, "examples per step"),

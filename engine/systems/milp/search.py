@@ -67,7 +67,7 @@ class SearchFile:
                 raise ValueError(f"{self.path}: line 1 is not JSON ({e.msg})") from None
             if head.get("format") != FORMAT:
                 raise ValueError(f"{self.path}: not a MiLP search file (format {head.get('format')!r})")
-            if head.get("space") != space.to_dict():
+            if head.get("space") != json.loads(json.dumps(space.to_dict())):
                 raise ValueError(f"{self.path}: written for another search space {head.get('space')}; "
                                  "use a new file or the same space")
             for n, line in enumerate(lines[1:], start=2):
@@ -259,21 +259,17 @@ def run(space: SearchSpace, settings: SearchSettings, evaluate: Evaluate, search
     for i in range(init_n):
         if i not in done_init and not do("init", i, sequence[i]):
             return search_file
-    if "random" in methods:
-        done = {t.index for t in search_file.trials if t.method == "random"}
-        for i in range(init_n, settings.trials):
-            if i not in done and not do("random", i, sequence[i]):
-                return search_file
-    if "bo" in methods:
-        surrogate = settings.surrogate
-        if surrogate == "nuts" and not nuts_available()[0]:
-            say(nuts_available()[1] + ": using MAP-SAAS")
-            surrogate = "map-saas"
-        eff = SearchSettings(**(asdict(settings) | {"surrogate": surrogate}))
-        done = {t.index for t in search_file.trials if t.method == "bo"}
-        for i in range(init_n, settings.trials):
-            if i in done:
-                continue
+    surrogate = settings.surrogate
+    if "bo" in methods and surrogate == "nuts" and not nuts_available()[0]:
+        say(nuts_available()[1] + ": using MAP-SAAS")
+        surrogate = "map-saas"
+    eff = SearchSettings(**(asdict(settings) | {"surrogate": surrogate}))
+    done_random = {t.index for t in search_file.trials if t.method == "random"}
+    done_bo = {t.index for t in search_file.trials if t.method == "bo"}
+    for i in range(init_n, settings.trials):  # interleaved, so a time budget cuts both alike
+        if "random" in methods and i not in done_random and not do("random", i, sequence[i]):
+            return search_file
+        if "bo" in methods and i not in done_bo:
             x = suggest(space, search_file.of("bo"), eff, i)
             if not do("bo", i, x, surrogate):
                 return search_file
