@@ -39,7 +39,7 @@ class TplpAgent(_PartnerHistory):
 
 
 class MalpAgent(_PartnerHistory):
-    name = "malp"
+    name = "malp-rag"
 
     def __init__(self, responder, encoder, *, k: int = 3):
         super().__init__(responder)

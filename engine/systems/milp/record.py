@@ -77,7 +77,7 @@ RECORDS = [
         needs=frozenset({"generator"}), keeps_memory=True, capabilities=frozenset({"rewind"}), options=(),
         build=build_tplp, order=61),
     SystemRecord(
-        name="malp", label="MaLP-style",
+        name="malp-rag", label="MaLP-style",
         help="retrieval memory: the partner's earlier turns most similar to the context in the prompt (MiLP §3.2)",
         needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=frozenset({"rewind"}),
         options=(Option("k", int, 3, "earlier turns retrieved per reply"),),

@@ -112,7 +112,7 @@ def cmd_search(args) -> int:
     sset = SearchSettings(trials=args.trials, initial=args.initial, max_seconds=args.budget_s, seed=args.seed,
                           surrogate=args.surrogate, acquisition=args.acquisition,
                           valid_generations=args.valid_generations, max_new_tokens=args.max_new_tokens)
-    meta = {"user": ep.id, "backbone": lm.name, "device": lm.plan.summary() if hasattr(lm.plan, "summary") else "",
+    meta = {"user": ep.id, "backbone": lm.name, "device": lm.plan.summary(),
             "train": asdict(settings), "memory_examples": len(task.memory_examples),
             "valid_examples": len(task.valid_examples), "generated": len(task.gen_items),
             "skipped_records": len(problems)}
