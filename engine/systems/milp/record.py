@@ -26,6 +26,15 @@ def build_milp(models, options: dict):
     from .responder import PersonalResponder
 
     lm = dataclasses.replace(models.generator)  # MiLP wraps .model in peft; the other systems keep theirs
+    if lm.adapter or hasattr(lm.model, "peft_config"):
+        # the shared generator carries another system's adapter (e.g. EMMA's): MiLP's memories go on its own
+        # copy of the plain backbone, said in describe()/the plan's reasons
+        from engine.backbones.loading import load_lm
+
+        device = str(next(lm.model.parameters()).device)
+        lm = load_lm(lm.name, device=device)
+        lm.plan.reasons.append(f"MiLP runs on its own copy of the plain {lm.name}: the loaded generator carries "
+                               f"another adapter ({models.generator.adapter})")
     layers = _num_layers(lm)
     theta, source = shipped_theta(layers)
     if options["theta"]:
