@@ -63,7 +63,7 @@ def test_one_memory_per_partner_across_a_switch_and_a_return(tmp_path):
     # Ann returns: her adapter is updated, not replaced; the turn says which memory it used
     agent.start_session(MAIN, ANN, 2)
     "".join(agent.respond("Is it the cat again?"))
-    assert agent.last_turn.given[0]["kind"] == "adapter" and "Ann" in agent.last_turn.given[0]["text"]
+    assert agent.last_turn.given[0]["adapter"] and "Ann" in agent.last_turn.given[0]["text"]
     up = agent.end_session()
     assert "updated the memory adapter for Ann" in up.notes[0]
     ad = {a["partner"]: a for a in agent.adapters()}

@@ -59,7 +59,7 @@ class MilpAgent(SessionLogAgent):
         rec = self.memories.get(getattr(self.partner, "name", ""), None)
         if rec is None:
             return []
-        return [{"kind": "adapter", "id": adapter_key(self.partner.name),
+        return [{"kind": "memory", "id": adapter_key(self.partner.name), "adapter": True,
                  "text": f"parameterised memory of {self.partner.name}: {Theta.from_dict(rec['theta']).describe()}, "
                          f"trained on {rec['trained_turns']} turns"}]
 

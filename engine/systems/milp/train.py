@@ -130,10 +130,10 @@ def cmd_search(args) -> int:
     search.run(space, sset, evaluate, sf, progress=lambda m: print(m, flush=True))
     s = search.summary(sf)
     (out / "summary.json").write_text(json.dumps(s, indent=1))
-    search.plot(sf, out / "search.png", f"MiLP search on MaLP user {ep.id} — {lm.name}, {len(task.memory_examples)} "
+    search.plot(sf, out / "search.png", f"MiLP search on MaLP user {ep.id} — {Path(lm.name).name}, {len(task.memory_examples)} "
                 f"history windows, {len(task.valid_examples)} held-out replies")
     if args.plot:
-        search.plot(sf, args.plot, f"MiLP search on MaLP user {ep.id} — {lm.name}")
+        search.plot(sf, args.plot, f"MiLP search on MaLP user {ep.id} — {Path(lm.name).name}")
     if s.get("methods", {}).get("bo"):
         (out / "best_theta.json").write_text(json.dumps(search.best_theta(sf).to_dict()))
     print(json.dumps({"event": "done", **{k: v for k, v in s.items() if k != "methods"},
