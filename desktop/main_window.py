@@ -1,5 +1,5 @@
 """The main window: a sidebar of six pages (Ctrl+1…6), a study menu, and a status bar that says
-which device and model the engine uses and why (DESIGN.md: never a silent fallback)."""
+which device and model the engine uses and why (docs/architecture.md, "Models, offline first": never a silent fallback)."""
 
 from __future__ import annotations
 
