@@ -56,7 +56,8 @@ class Option:
                     raise ValueError
                 value = self.type(value)
             except (TypeError, ValueError):
-                raise RegistryError(f"{where}: {value!r} is not a {self.type.__name__}") from None
+                what = {int: "an integer", float: "a number", str: "a string"}.get(self.type, self.type.__name__)
+                raise RegistryError(f"{where}: {value!r} is not {what}") from None
         if self.choices is not None and value not in self.choices:
             raise RegistryError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
         return value
