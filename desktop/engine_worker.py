@@ -54,6 +54,7 @@ class _Worker:
         self.lm = None  # the generator role (engine.systems.registry.ROLES), shared by every agent
         self.encoder = None  # the encoder role, loaded when a system's record needs it
         self.retriever = None  # the published retriever checkpoint (a "retriever" component), when configured
+        self.shared_models: dict = {}  # what systems load themselves (Models.shared), kept across agents
         self.agents: dict = {}
         self.cancels: dict[str, tuple[int, threading.Event]] = {}  # agent → (respond request id, event)
         self.cancelled_requests: set = set()
@@ -157,6 +158,7 @@ class _Worker:
         if any(new.get(k) != self.config.get(k)
                for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever")):
             self.lm = self.encoder = self.retriever = None
+            self.shared_models.clear()
             self.agents.clear()
         self.config = new
         return self.op_info(req, rid)
@@ -240,7 +242,8 @@ class _Worker:
                if role in record.needs):
             self.op_load(protocol.Load(id=rid, needs=sorted(record.needs)), rid)
         models = registry.Models(generator=self.lm if "generator" in record.needs else None,
-                                 encoder=self.encoder if "encoder" in record.needs else None)
+                                 encoder=self.encoder if "encoder" in record.needs else None,
+                                 cache=self.shared_models)
         if self.retriever is not None and "encoder" in record.needs:
             models.components["retriever"] = self.retriever
         agent = registry.build_agent(record.name, models, **dict(req.options or {}))
