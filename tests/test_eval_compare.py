@@ -108,6 +108,10 @@ def test_cli_json_report(tmp_path, capsys):
     report = json.loads(out)
     assert report["n"] == 2 and set(report["systems"]) == {"no-memory", "rag"}
     assert (tmp_path / "out" / "compare.png").is_file() and (tmp_path / "out" / "table.md").is_file()
+    rc = main(["eval", "compare", "--systems", "no-memory,rag", "--data", str(data), "--score-only",
+               "--classifier", "none", "--json", "--out", str(tmp_path / "out")])  # no model: the records only
+    again = json.loads(capsys.readouterr().out)
+    assert rc == 0 and again["systems"] == report["systems"]
 
 
 def test_cli_names_the_bad_data_file(tmp_path, capsys):

@@ -51,6 +51,8 @@ def register(esub) -> None:
     p.add_argument("--adapter", default="auto", help="generator adapter: auto (default), none, or a directory")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--classifier", help="consistency classifier directory; 'none' skips Con.S (default: shipped)")
+    p.add_argument("--score-only", action="store_true",
+                   help="score the answers already in --out/records.jsonl (an interrupted run); load no model")
     p.add_argument("--study", help="also store the report in this study database")
     p.add_argument("--campaign", help="with --study: the campaign the report belongs to")
     p.set_defaults(func=run)
@@ -95,9 +97,9 @@ def run(args) -> int:
         _err(f"error: {e}")
         return 2
     try:
-        builder = SystemBuilder.load(systems, options, lm=args.lm, encoder=args.encoder, adapter=args.adapter,
-                                     device=args.device, max_new_tokens=args.max_new_tokens,
-                                     budget_s=args.budget_s, log=_err)
+        builder = None if args.score_only else SystemBuilder.load(
+            systems, options, lm=args.lm, encoder=args.encoder, adapter=args.adapter, device=args.device,
+            max_new_tokens=args.max_new_tokens, budget_s=args.budget_s, log=_err)
     except (RegistryError, ModelNotFoundError, ValueError) as e:
         _err(f"error: {e}")
         return 1
@@ -117,7 +119,7 @@ def run(args) -> int:
         res = compare_job(builder, data=args.data, systems=systems, format=args.format, limit=args.limit,
                           samples=args.samples, budget_s=args.budget_s, out=out, seed=args.seed,
                           classifier=args.classifier, device=args.device, title=args.title or "",
-                          progress=progress)
+                          progress=progress, score_only=args.score_only)
     except (DataFormatError, ValueError, OSError) as e:
         bar.close()
         _err(f"error: {e}")

@@ -26,10 +26,11 @@ def _reseed(seed: int) -> None:
 def compare_job(builder, *, data: str, systems: list[str], format: str = "auto", limit: int | None = None,
                 samples: int = 5, budget_s: float | None = None, out: str | Path, seed: int = 0,
                 classifier: str | None = None, device: str | None = None, title: str = "",
-                progress=None, cancel: threading.Event | None = None) -> dict:
+                progress=None, cancel: threading.Event | None = None, score_only: bool = False) -> dict:
     """Run and score; writes ``records.jsonl``, ``report.json``, ``table.md``, ``compare.png`` into ``out``.
     Returns ``{"report", "table", "png", "out", "seconds", "cancelled", "notes"}``. Bad data raises
-    :class:`engine.data.DataFormatError` (file, record, field) before any model runs."""
+    :class:`engine.data.DataFormatError` (file, record, field) before any model runs. ``score_only``: score the
+    answers ``out/records.jsonl`` already holds, answering nothing (``builder`` may be None)."""
     from engine.data.readers import read_any
     from engine.evaluation.compare import run_compare, score
     from engine.evaluation.compare_report import chart, markdown_table
@@ -46,11 +47,13 @@ def compare_job(builder, *, data: str, systems: list[str], format: str = "auto",
     t0 = time.perf_counter()
     cancelled = False
     try:
+        if score_only:
+            raise Cancelled("score only")
         results = run_compare(queries, systems, builder, samples=samples, budget_s=budget_s,
                               records_path=out / "records.jsonl", reseed=lambda i: _reseed(seed + i),
                               progress=progress, cancel=cancel)
     except Cancelled:
-        cancelled = True
+        cancelled = not score_only
         results = run_compare(queries, systems, _never_built, samples=samples, records_path=out / "records.jsonl",
                               only_recorded=True)
     elapsed = time.perf_counter() - t0
@@ -58,7 +61,8 @@ def compare_job(builder, *, data: str, systems: list[str], format: str = "auto",
     report = score(results, classifier=clf, classifier_error=why, seed=seed)
     report["meta"] = {"systems": report.get("meta", {}), "data": str(data), "format": format, "limit": limit,
                       "queries": len(queries), "samples": samples, "budget_s": budget_s, "seed": seed,
-                      "seconds": round(elapsed, 1), "cancelled": cancelled, "models": builder.describe()}
+                      "seconds": round(elapsed, 1), "cancelled": cancelled,
+                      "models": builder.describe() if builder is not None else "(scored from records.jsonl)"}
     title = title or Path(data).name
     table = markdown_table({**report, "meta": report["meta"]["systems"]}, title)
     (out / "table.md").write_text(table, encoding="utf-8")

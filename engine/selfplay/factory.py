@@ -13,8 +13,14 @@ class SeatFactory:
     """``factory(role, speaker)`` → a fresh agent of the main or the partner system."""
 
     def __init__(self, builder, main_system: str, partner_system: str):
-        self.builder = builder
+        self._builder = builder  # a SystemBuilder, or a function making one (loaded at the first seat)
         self.main_system, self.partner_system = main_system, partner_system
+
+    @property
+    def builder(self):
+        if callable(self._builder) and not hasattr(self._builder, "models"):
+            self._builder = self._builder()
+        return self._builder
 
     def __call__(self, role: str, speaker: Speaker):
         return self.builder(self.main_system if role == "main" else self.partner_system)
@@ -22,8 +28,11 @@ class SeatFactory:
     @classmethod
     def from_args(cls, args, *, main_system: str, partner_system: str, log=print) -> "SeatFactory":
         from engine.evaluation.loading import SystemBuilder
+        from engine.systems import registry
 
         systems = list(dict.fromkeys([main_system, partner_system]))
-        builder = SystemBuilder.load(systems, {}, lm=args.lm, encoder=args.encoder, adapter=args.adapter,
-                                     device=args.device, max_new_tokens=args.max_new_tokens, log=log)
-        return cls(builder, main_system, partner_system)
+        for name in systems:  # unknown systems fail now; the models load when the first seat is built
+            registry.get(name)
+        return cls(lambda: SystemBuilder.load(systems, {}, lm=args.lm, encoder=args.encoder, adapter=args.adapter,
+                                              device=args.device, max_new_tokens=args.max_new_tokens, log=log),
+                   main_system, partner_system)
