@@ -51,6 +51,10 @@ def register(sub) -> None:
     r.add_argument("--max-train-triples", type=int)
     r.set_defaults(func=run_retriever)
 
+    from engine.systems.mdr.train import register as register_mdr  # memlab train mdr (paper 000 §3.4)
+
+    register_mdr(tsub)
+
 
 def _data_args(p) -> None:
     p.add_argument("--train", help="memlab-episode/1 file (default: generate the starter corpus)")
