@@ -9,6 +9,7 @@ AREA_MODULES = (
     "engine.data.corpus_cli",  # memlab corpus generate
     "engine.chat.cli",         # memlab chat
     "engine.training.cli",     # memlab train emma-dialogue|emma-retriever
+    "engine.evaluation.cli",   # memlab eval responses (| compare)
 )
 
 

@@ -51,6 +51,10 @@ def register(sub) -> None:
     r.add_argument("--max-train-triples", type=int)
     r.set_defaults(func=run_retriever)
 
+    from .consistency import register as register_consistency
+
+    register_consistency(tsub)  # memlab train consistency (the metrics' classifier, not a system)
+
     from engine.systems.mdr.train import register as register_mdr  # memlab train mdr (paper 000 §3.4)
 
     register_mdr(tsub)
