@@ -113,7 +113,8 @@ class StageSettings:
 
     epochs: int = 5
     lr: float = 1e-4
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.1          # linear warm-up over the first 10% of a stage's steps
+    schedule: str = "linear"           # then linear decay (the usual "linear warm-up" schedule)
     batch_size: int = 8
     grad_accum: int = 1
     patience: int = 1
@@ -127,3 +128,4 @@ class StageSettings:
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
+        _check(self.schedule in ("linear", "constant"), f"schedule must be linear or constant, got {self.schedule!r}")

@@ -232,7 +232,8 @@ def loop_config(settings: StageSettings, seed: int, show_bar: bool = True):
 
     return TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                        grad_accum=settings.grad_accum, patience=settings.patience, max_steps=settings.max_steps,
-                       max_seconds=settings.max_seconds, seed=seed, show_bar=show_bar)
+                       max_seconds=settings.max_seconds, seed=seed, show_bar=show_bar,
+                       warmup_ratio=settings.warmup_ratio, schedule=settings.schedule)
 
 
 def run_stage(stage: str, out, generator, encoder, train_examples, valid_examples, config: MdrConfig,
@@ -387,7 +388,9 @@ def register(tsub) -> None:
     s = StageSettings()
     t.add_argument("--epochs", type=int, default=s.epochs)
     t.add_argument("--lr", type=float, default=s.lr)
-    t.add_argument("--warmup-ratio", type=float, default=s.warmup_ratio)
+    t.add_argument("--warmup-ratio", type=float, default=s.warmup_ratio, help="share of a stage's steps warming up")
+    t.add_argument("--schedule", choices=("linear", "constant"), default=s.schedule,
+                   help="after warm-up: linear decay to 0 (default) or constant")
     t.add_argument("--batch-size", type=int, default=s.batch_size)
     t.add_argument("--grad-accum", type=int, default=s.grad_accum)
     t.add_argument("--patience", type=int, default=s.patience)
@@ -475,7 +478,7 @@ def _run(args) -> int:
     encoder = load_encoder(encoder_name, device=args.device)
     config = config_from_args(args, generator)
     out = Path(args.out) if args.out else ck.default_dir(generator_name)
-    settings = StageSettings(epochs=args.epochs, lr=args.lr, warmup_ratio=args.warmup_ratio,
+    settings = StageSettings(epochs=args.epochs, lr=args.lr, warmup_ratio=args.warmup_ratio, schedule=args.schedule,
                              batch_size=args.batch_size, grad_accum=args.grad_accum, patience=args.patience,
                              max_steps=args.max_steps, max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                              max_train_examples=args.max_train_examples, max_valid_examples=args.max_valid_examples)
