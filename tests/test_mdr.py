@@ -75,6 +75,17 @@ def test_config_validates_and_names_ablations():
     assert MdrConfig().seed == 2022 and MdrConfig().sigma == 0.5 and StageSettings().lr == 1e-4
 
 
+def test_ablation_switches_parse():
+    from engine.systems.mdr.train import ablation_config
+
+    base = MdrConfig()
+    assert ablation_config(base, "no-p-update").p_update is False
+    assert ablation_config(base, "no-token-weights").token_weights is False
+    assert ablation_config(base, "sigma=0.25").sigma == 0.25
+    with pytest.raises(ValueError, match="unknown ablation"):
+        ablation_config(base, "no-teacher")
+
+
 def test_examples_pair_queries_with_replies_and_carry_persona(examples):
     train, _ = examples
     ex = train[3]
@@ -154,8 +165,8 @@ def test_three_stages_lower_their_losses_and_the_agent_chats(tmp_path, examples,
     gen, enc = tiny_gpt2(), tiny_bert()
     cfg = MdrConfig(encoder_mode=mode, decoder_mode=mode, hops=2)
     settings = StageSettings(epochs=3, lr=2e-3 if mode == "full" else 5e-3, batch_size=8, patience=3,
-                             max_train_examples=32, max_valid_examples=16)
-    subset = train[:32]
+                             max_train_examples=16, max_valid_examples=16, warmup_ratio=0.0)
+    subset = train[:16]
     reports = _three_stages(tmp_path, gen, enc, subset, subset[:16], cfg, settings)
     for rep in reports:
         assert rep.status == "completed", rep
@@ -253,11 +264,13 @@ def test_cli_trains_the_gpt2_path_from_directories(tmp_path, examples, capsys):
                               "--encoder", str(tmp_path / "gpt2"), "--out", str(out), "--epochs", "1",
                               "--batch-size", "8", "--max-train-examples", "16", "--max-valid-examples", "8",
                               "--no-progress", "--device", "cpu", "--plot", str(tmp_path / "curves.png"),
-                              "--hops", "1"])
+                              "--hops", "1", "--ablations", "no-r-update"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "stage token: completed" in printed and (tmp_path / "curves.png").stat().st_size > 5000
     assert ck.is_complete(out) and ck.read_manifest(out)["config"]["encoder_mode"] == "full"
+    assert ck.is_complete(out / "no-r-update") and ck.read_manifest(out / "no-r-update")["config"]["r_update"] is False
+    assert "no-r-update" in printed and "ablation" in printed
     bad = parser.parse_args(["mdr", "--stage", "token", "--data", str(tmp_path / "missing.json"), "--out", str(out)])
     assert bad.func(bad) == 2
     assert "missing.json" in capsys.readouterr().err

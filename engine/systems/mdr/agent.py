@@ -138,12 +138,46 @@ class MdrAgent(Agent):
             out = self.lm.model.generate(inputs_embeds=embeds, attention_mask=mask, **kw)
         return [tok.decode(row, skip_special_tokens=True).strip() for row in out]
 
+    def ingest_memories(self, memories: list[dict]) -> MemoryUpdate:
+        """Given memories of the episode (``{"about", "text", "session"}``): those about the main speaker are its
+        persona P (e.g. ConvAI2's persona lines); MDR has no place for memories about others."""
+        if self.main is None:
+            raise RuntimeError("set the main speaker (start_session or agent.main) before ingesting memories")
+        mine = [m["text"] for m in memories if m.get("about") == self.main.name and m.get("text")]
+        self.set_persona(self.episode_persona + mine)
+        skipped = len(memories) - len(mine)
+        notes = [f"MDR took {len(mine)} persona sentence(s)"]
+        if skipped:
+            notes.append(f"{skipped} memories about other speakers are not part of MDR's persona P")
+        return MemoryUpdate(notes=notes)
+
+    def restore(self, turns) -> None:
+        """Make ``turns`` (Turn objects or ``{"speaker", "text"}`` dicts) the current session so far."""
+        if self.main is None or self.partner is None:
+            raise RuntimeError("start_session() before restore()")
+        self.turns = []
+        for t in turns:
+            speaker, text = (t.speaker, t.text) if isinstance(t, Turn) else (t["speaker"], t["text"])
+            self.turns.append(Turn(self._turn_id(), speaker, text))
+
+    def rewind(self, n_turns: int) -> None:
+        """Drop the last ``n_turns`` turns of the current session (edit-and-branch)."""
+        if n_turns < 0:
+            raise ValueError(f"n_turns must be >= 0, got {n_turns}")
+        self.turns = self.turns[:max(0, len(self.turns) - n_turns)]
+
     def ingest_session(self, partner: Speaker, session_index: int, turns, progress=None) -> MemoryUpdate:
         """Log a session that already happened (no generation); MDR's memory is the history itself."""
         if self.main is None:
             raise RuntimeError("start_session() once (for the main speaker) before ingesting sessions")
+        logged = []
+        for k, t in enumerate(turns):
+            speaker, text = (t.speaker, t.text) if isinstance(t, Turn) else (t["speaker"], t["text"])
+            tid = t.id if isinstance(t, Turn) else t.get("id") or f"s{session_index}t{k}"
+            logged.append({"id": tid, "speaker": speaker, "text": text})
         self.sessions.append({"index": session_index, "partner": {"name": partner.name, "job": partner.job},
-                              "turns": [{"id": t.id, "speaker": t.speaker, "text": t.text} for t in turns]})
+                              "turns": logged})
+        self.session_index = max(self.session_index, session_index)
         return MemoryUpdate(notes=[f"MDR logged {len(turns)} turns of session {session_index} as history"])
 
     def end_session(self, progress=None) -> MemoryUpdate:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from engine.systems.registry import Option, SystemRecord
 
 
+_LOADED: dict = {}
+
+
 def build(models, options: dict):
     """An :class:`~engine.systems.mdr.agent.MdrAgent` on ``models.generator`` / ``models.encoder`` with the MDR
     checkpoint trained for that generator (``checkpoint`` option, else a user-trained one, else the shipped one)."""
@@ -25,7 +28,11 @@ def build(models, options: dict):
         path, note = find_checkpoint(generator.name)
         if path is None:
             raise CheckpointError(note)
-    model, doc = load_model(path, generator, encoder)
+    key = (str(path), id(generator.model), id(encoder.model))
+    if key not in _LOADED:  # one private copy per checkpoint and backbones: a fresh agent per user is cheap
+        _LOADED.clear()
+        _LOADED[key] = load_model(path, generator, encoder)
+    model, _ = _LOADED[key]
     plan = DevicePlan(generator.plan.device, generator.plan.dtype, False,
                       list(generator.plan.reasons) + [note, "MDR decoder: a private copy of the generator with "
                                                       "MDR's LoRA merged in (the shared generator is unchanged)"])

@@ -198,11 +198,14 @@ class StageReport:
     reasons: list
 
 
-def _fill_partial_history(examples, teacher, progress_label: str) -> None:
+def _fill_partial_history(examples, teacher) -> None:
     """Eq. 7 for every example, with the frozen teacher (cached features)."""
-    from .model import partial_history
+    from .model import pair_text, partial_history
 
-    for ex in _bar(examples, progress_label):
+    texts = list(dict.fromkeys(t for ex in examples for t in [ex.query] + [pair_text(q, r) for q, r in ex.history]))
+    for start in _bar(range(0, len(texts), 256), f"teacher features for {len(texts)} texts"):
+        teacher.cached(texts[start:start + 256])  # batched once; the selection below reads the cache
+    for ex in examples:
         ex.partial_history, ex.selected = partial_history(ex.history, ex.query, teacher)
 
 
@@ -267,7 +270,7 @@ def run_stage(stage: str, out, generator, encoder, train_examples, valid_example
     module = _stage_module(stage, out, generator, encoder, config, reasons)
     if stage in ("sentence", "token"):
         teacher = module.teacher if stage == "sentence" else module.side.teacher
-        _fill_partial_history(train_examples + valid_examples, teacher, "Eq. 7 history selection")
+        _fill_partial_history(train_examples + valid_examples, teacher)
     if stage == "token":
         _cache_r_k(train_examples + valid_examples, module.side)
     loss_fn = {"teacher": _teacher_loss, "sentence": _sentence_loss, "token": _token_loss_fn(config)}[stage]
@@ -366,6 +369,9 @@ def register(tsub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--plot", help="write the loss curves of the trained stages to this PNG")
+    p.add_argument("--ablations", help="comma-separated variants trained after the full model, each in OUT/<variant> "
+                                       "sharing its teacher (paper Fig. 4): no-p-update, no-r-update, "
+                                       "no-token-weights, sigma=VALUE (e.g. sigma=0.25,sigma=1)")
     g = p.add_argument_group("model (paper defaults; ablation switches)")
     d = MdrConfig()
     g.add_argument("--hops", type=int, default=d.hops, help="K of the Memory Nets (default 3, see config.py)")
@@ -502,6 +508,8 @@ def _run(args) -> int:
             print(f"stage {stage} stopped by its budget ({rep.status}); run again with --resume to continue")
             if args.stage == "all" and rep.status == "cancelled":
                 break
+    if args.ablations:
+        reports += _run_ablations(args, out, generator, encoder, train, valid, config, settings)
     if args.plot:
         print(f"loss curves: {plot_curves(out, args.plot)}")
     if args.json:
@@ -509,6 +517,55 @@ def _run(args) -> int:
     else:
         print(f"checkpoint: {out}" + ("  (complete: memlab chat --agent mdr)" if ck.is_complete(out) else ""))
     return 0
+
+
+ABLATIONS = {"no-p-update": {"p_update": False}, "no-r-update": {"r_update": False},
+             "no-token-weights": {"token_weights": False}}
+
+
+def ablation_config(config: MdrConfig, variant: str) -> MdrConfig:
+    """The full model's configuration with one ablation switch (paper Fig. 4)."""
+    variant = variant.strip()
+    if variant in ABLATIONS:
+        return replace(config, **ABLATIONS[variant])
+    if variant.startswith("sigma="):
+        try:
+            return replace(config, sigma=float(variant.split("=", 1)[1]))
+        except ValueError:
+            pass
+    raise ValueError(f"unknown ablation {variant!r}; choose from {', '.join(ABLATIONS)}, sigma=VALUE")
+
+
+def _run_ablations(args, out: Path, generator, encoder, train, valid, config, settings) -> list:
+    """Each variant in ``out/<variant>``: the full model's teacher (stage 1 does not depend on the switches) copied,
+    then the sentence and token stages trained with the variant's switches; a table of validation losses."""
+    import shutil
+
+    from . import checkpoints as ck
+
+    if not ck.stage_done(out, "teacher"):
+        raise RuntimeError(f"{out}: the ablations reuse the full model's teacher; train it first (--stage teacher)")
+    variants = [v.strip() for v in args.ablations.split(",") if v.strip()]
+    configs = {v: ablation_config(config, v) for v in variants}  # all names checked before any training
+    reports, rows = [], []
+    for variant, cfg in configs.items():
+        vdir = out / variant
+        if not ck.stage_done(vdir, "teacher"):
+            shutil.copytree(out / "teacher", vdir / "teacher", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("checkpoint-last", "best"))
+            ck.update_manifest(vdir, config=cfg.to_dict(), generator=generator.name, encoder=encoder.name,
+                               stages={"teacher": (ck.read_manifest(out) or {}).get("stages", {}).get("teacher", {})})
+        for stage in ("sentence", "token"):
+            _err(f"ablation {variant}: stage {stage} → {vdir / stage}")
+            rep = run_stage(stage, vdir, generator, encoder, train, valid, cfg, settings, resume=args.resume,
+                            show_bar=not args.no_progress)
+            reports.append(rep)
+            rows.append((variant, stage, rep.initial_eval_loss, rep.best_eval_loss, rep.status))
+    print("ablation            stage     validation loss (before → best)   status")
+    for variant, stage, a, b, status in rows:
+        print(f"{variant:<19} {stage:<9} {_fmt(a)} → {_fmt(b)}                  {status}")
+    print(f"evaluate a variant: memlab eval compare --systems mdr ... with the mdr option checkpoint={out}/<variant>")
+    return reports
 
 
 def _fmt(x) -> str:
