@@ -99,6 +99,7 @@ class Campaign:
     n_items: int
     created_at: str
     description: str = ""
+    closed_at: str | None = None  # set when the owner closes rating (annotation.review)
 
 
 def _overlap(value) -> str:
@@ -229,12 +230,21 @@ def get_campaign(study_or_path, name: str) -> Campaign:
                 for r in study.query("SELECT * FROM criteria WHERE campaign_id = ? ORDER BY position", (c["id"],))]
         groups = [r["name"] for r in study.query("SELECT name FROM groups WHERE campaign_id = ? ORDER BY id", (c["id"],))]
         n_items = study.one("SELECT COUNT(*) FROM items WHERE campaign_id = ?", (c["id"],))
-        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items, c["created_at"], c["description"])
+        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items,
+                        c["created_at"], c["description"], c.get("closed_at"))
 
 
 def list_campaigns(study_or_path) -> list[Campaign]:
     with open_study(study_or_path) as study:
         return [get_campaign(study, r["name"]) for r in study.query("SELECT name FROM campaigns ORDER BY id")]
+
+
+def annotator_group(study_or_path, campaign: str, annotator: str) -> str | None:
+    """The group ``annotator`` (any case) rates in for ``campaign`` (``None`` when not a member)."""
+    with open_study(study_or_path) as study:
+        return study.one(
+            "SELECT g.name FROM members m JOIN annotators a ON a.id = m.annotator_id JOIN groups g ON g.id = m.group_id"
+            " JOIN campaigns c ON c.id = m.campaign_id WHERE a.name_key = ? AND c.name = ?", (name_key(annotator), campaign))
 
 
 def member_seed(campaign_seed: int, annotator: str) -> int:

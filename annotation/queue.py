@@ -148,3 +148,36 @@ def item_content(study_or_path, item_id: int) -> dict:
                                            " WHERE episode_id = ? AND turn_id = ?", (ep_id, ref["turn"]))[0]
             out["memory"] = _memory(study, ep_id, ref["memory"])
         return out
+
+
+def queue_item_at(study_or_path, campaign: str, annotator: str, index: int) -> QueueItem:
+    """The annotator's queue item at 0-based ``index`` (with only *their* latest values), for Back/Next."""
+    with open_study(study_or_path) as study:
+        camp, aid = _member(study, campaign, annotator)
+        rows = study.conn.execute(_PENDING, (camp.id, aid)).fetchall()
+        if not 0 <= index < len(rows):
+            raise IndexError(index)
+        item_id, key, target, _n, _r = rows[index]
+        return _view(study, camp, aid, item_id, key, target, index + 1, len(rows))
+
+
+@dataclass
+class MemberProgress:
+    annotator: str
+    group: str
+    done: int
+    total: int
+
+
+def campaign_progress(study_or_path, campaign: str) -> list[MemberProgress]:
+    """Every member's queue progress (items finished / assigned), sorted by group then name."""
+    with open_study(study_or_path) as study:
+        camp = get_campaign(study, campaign)
+        rows = study.query(
+            "SELECT a.id, a.name AS annotator, g.name AS grp FROM members m JOIN annotators a ON a.id = m.annotator_id"
+            " JOIN groups g ON g.id = m.group_id WHERE m.campaign_id = ? ORDER BY g.name, a.name_key", (camp.id,))
+        out = []
+        for r in rows:
+            pending = study.conn.execute(_PENDING, (camp.id, r["id"])).fetchall()
+            out.append(MemberProgress(r["annotator"], r["grp"], sum(1 for p in pending if p[4] >= p[3]), len(pending)))
+        return out

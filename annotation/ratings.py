@@ -67,6 +67,8 @@ def rate(study_or_path, campaign: str, annotator: str, item, criterion: str, val
     """
     with open_study(study_or_path) as study:
         camp, aid, gid, item_id, key, crit, cid = _context(study, campaign, annotator, item, criterion)
+        if study.one("SELECT closed_at FROM campaigns WHERE id = ?", (camp.id,)) is not None:
+            raise StudyError(f"campaign {campaign!r} is closed: rating has ended (the owner can reopen it)")
         v = parse_value(crit.scale, value)
         if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
             raise StudyError(f"seconds spent must be ≥ 0, got {seconds!r}")

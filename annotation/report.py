@@ -272,6 +272,21 @@ def facts_rows(data: dict) -> list[tuple[str, str]]:
 
 
 # --- writers ----------------------------------------------------------------------------------
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell safe to open in a spreadsheet (OWASP "CSV Injection"): text beginning with
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return is prefixed with a single quote, so it is
+    shown as text instead of run as a formula. Numbers are written as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def write_csv(study: Study, campaign: str, out: Path) -> Path:
     camp = get_campaign(study, campaign)
     rows = all_ratings(study, camp)
@@ -281,9 +296,9 @@ def write_csv(study: Study, campaign: str, out: Path) -> Path:
         w.writerow(["rating_id", "item", "criterion", "annotator", "group", "value", "seconds", "created_at",
                     "origin", "gold_item", "latest", "comment"])
         for r in rows:
-            w.writerow([r["id"], r["item"], r["criterion"], r["annotator"], r["group"], format_value(r["scale"], r["value"]),
-                        "" if r["seconds"] is None else r["seconds"], r["created_at"], r["origin"], r["gold"],
-                        r["latest"], r["comment"]])
+            w.writerow([csv_cell(x) for x in (
+                r["id"], r["item"], r["criterion"], r["annotator"], r["group"], format_value(r["scale"], r["value"]),
+                r["seconds"], r["created_at"], r["origin"], r["gold"], r["latest"], r["comment"])])
     os.replace(tmp, out)
     return out
 

@@ -90,8 +90,8 @@ def main(argv=None) -> int:
 
     from engine.backbones.embedded import default_encoder_path
     from engine.backbones.loading import load_encoder
-    from engine.training.checkpoints import load_retriever_checkpoint
-    from engine.training.paths import default_retriever_file
+    from engine.systems.emma.checkpoints import load_retriever_checkpoint
+    from engine.systems.emma.paths import default_retriever_file
 
     if not Path(args.data).is_file():
         print(f"LoCoMo data not found at {args.data}; nothing to measure")

@@ -14,12 +14,10 @@ import time
 import numpy as np
 
 from engine.data.model import Link, MemoryUpdate, Turn
-from engine.systems.chat_agent import StoreBackedAgent
 from engine.systems.emma import formats
 from engine.systems.emma.dialogue import DialogueModule
 from engine.systems.emma.retriever import Retriever
-
-CONTEXT_TURNS = 4  # the newest turns the context encoder sees (within its 512-token limit)
+from engine.systems.session_agent import CONTEXT_TURNS, StoreBackedAgent, recent_context
 
 
 class EmmaAgent(StoreBackedAgent):
@@ -40,7 +38,7 @@ class EmmaAgent(StoreBackedAgent):
     def turn_memories(self, history):
         if self.store is None or len(self.store) == 0:
             return [], []
-        context = "\n".join(text for _, text in history[-CONTEXT_TURNS:])
+        context = recent_context(history, CONTEXT_TURNS)
         hit = self.retriever.retrieve(self.store, context)
         if hit is None:
             return [], []

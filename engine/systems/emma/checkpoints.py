@@ -2,7 +2,7 @@
 ONE safetensors file whose keys start with ``dialogue_encoder.`` (E_c, the context encoder) and
 ``memory_encoder.`` (E_m), each over a BERT-family encoder (the release: bert-base-uncased).
 
-The same loader reads the files ``memlab train emma-retriever`` writes (they add metadata naming the base
+The same loader reads the files ``memlab train emma-retriever`` writes (engine.systems.emma.train_retriever; they add metadata naming the base
 encoder and the pooling).  Keys are matched to the encoder with or without the architecture prefix
 (``bert.embeddings...`` or ``embeddings...``); every shape is checked, and a mismatch is an error that names
 the file, the key and both shapes.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+CHECKPOINT_NAME = "retriever.safetensors"  # the file name ``memlab train emma-retriever`` writes
+FORMAT = "emma-retriever/1"  # metadata "format" of the files MemLab writes
 PREFIXES = ("dialogue_encoder.", "memory_encoder.")
 RELEASE_POOLING = "cls"  # §4.2 / INDEX.md: the release compares [CLS] vectors
 
