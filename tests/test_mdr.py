@@ -16,35 +16,16 @@ from engine.systems.mdr.config import MdrConfig, StageSettings  # noqa: E402
 CONVAI2 = "../shared/datasets/convai2/personachat_valid.json"
 
 
-def _tok():
-    from tiny_models import _tokenizer
-
-    return _tokenizer(False)
-
-
 def tiny_gpt2(seed=0):
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from tests.tiny import tiny_lm
 
-    from engine.backbones.types import DevicePlan, LoadedLM
-
-    torch.manual_seed(seed)
-    tok = _tok()
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                                       eos_token_id=tok.eos_token_id, bos_token_id=tok.cls_token_id,
-                                       pad_token_id=tok.pad_token_id)).eval()
-    return LoadedLM(model, tok, "causal", "tiny-gpt2", DevicePlan(reasons=["test"]))
+    return tiny_lm("gpt2", seed=seed)
 
 
 def tiny_bert(seed=0):
-    from transformers import BertConfig, BertModel
+    from tests.tiny import tiny_encoder
 
-    from engine.backbones.types import LoadedEncoder
-
-    torch.manual_seed(seed)
-    tok = _tok()
-    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=4, intermediate_size=64)).eval()
-    return LoadedEncoder(model, tok, "tiny-bert")
+    return tiny_encoder(seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +78,7 @@ def test_examples_pair_queries_with_replies_and_carry_persona(examples):
 
 def test_history_selection_is_eq7_with_the_last_turn_added():
     """Eq. 7 with the real MiniLM as a teacher: the entry about dogs is chosen for a dog question."""
-    from tiny_models import minilm
+    from tests.tiny import minilm
 
     from engine.systems.mdr.model import FeatureEncoder, partial_history
 
@@ -183,27 +164,32 @@ def test_three_stages_lower_their_losses_and_the_agent_chats(tmp_path, examples,
 
 def _chat_with(directory, gen, enc):
     from engine.systems.generation import GenerationSettings
-    from engine.systems.mdr.agent import MdrAgent
+    from engine.systems.mdr.agent import MdrAgent, MdrResponder
     from engine.systems.mdr.checkpoints import load_model
 
     model, _ = load_model(directory, gen, enc)
-    agent = MdrAgent(model, _view(model, gen), GenerationSettings(max_new_tokens=6, seed=0))
+    agent = MdrAgent(MdrResponder(model, _view(model, gen), GenerationSettings(max_new_tokens=6, seed=0)))
     agent.start_session(Speaker("Ann", "teacher"), Speaker("Bob", "friend"), 0)
+    agent.ingest_memories([{"about": "Ann", "text": "i have two dogs.", "session": 0},
+                           {"about": "Bob", "text": "he likes jazz.", "session": 0}])
+    assert agent.persona() == ["My name is Ann. I am a teacher.", "i have two dogs."]
     for text in ("do you have pets?", "what is your job?", "tell me about your pets"):
         reply = "".join(agent.respond(text))
         assert agent.last_turn.reply == reply.strip()
     given = agent.last_turn.given
     assert [g["kind"] for g in given] == ["turn", "turn"]
     assert {g["id"] for g in given} <= {t.id for t in agent.turns}
+    assert given[-1]["id"] == agent.turns[-3].id  # the last turn's reply, before this query
     agent.end_session()
     agent.start_session(Speaker("Ann", "teacher"), Speaker("Cy", "neighbour"), 1)
     "".join(agent.respond("hello"))
     assert agent.last_turn.given[-1]["id"].startswith("s0")  # history from the earlier session
     assert len(agent.sample_replies("what do you like?", 5)) == 5
+    assert len(agent.turns) == 2  # sampling logs nothing
     state = json.loads(json.dumps(agent.state()))
-    other = MdrAgent(model, agent.lm)
+    other = MdrAgent(agent.responder)
     other.load_state(state)
-    assert other.history_pairs() == agent.history_pairs()[:len(other.history_pairs())]
+    assert other.episode_persona == ["i have two dogs."] and len(other.history_pairs()) == 3
     cancel = threading.Event()
     cancel.set()
     list(agent.respond("stop now", cancel))

@@ -15,7 +15,7 @@ def build(models, options: dict):
     from engine.backbones.types import DevicePlan, LoadedLM
     from engine.systems.generation import GenerationSettings
 
-    from .agent import MdrAgent, split_persona
+    from .agent import MdrAgent, MdrResponder, split_persona
     from .checkpoints import CheckpointError, find_checkpoint, load_model
 
     generator, encoder = models.generator, models.encoder
@@ -37,11 +37,12 @@ def build(models, options: dict):
                       list(generator.plan.reasons) + [note, "MDR decoder: a private copy of the generator with "
                                                       "MDR's LoRA merged in (the shared generator is unchanged)"])
     lm = LoadedLM(model.decoder.lm, model.decoder.tokenizer, "causal", generator.name, plan, adapter=str(path))
-    settings = GenerationSettings(max_new_tokens=int(options.get("max_new_tokens", 32)),
-                                  do_sample=float(options.get("temperature", 0.7)) > 0,
-                                  temperature=max(1e-3, float(options.get("temperature", 0.7))))
-    return MdrAgent(model, lm, settings, persona=split_persona(options.get("persona", "")),
-                    checkpoint=str(path), checkpoint_note=note)
+    base = models.settings or GenerationSettings()
+    temperature = float(options.get("temperature", 0.7))
+    settings = GenerationSettings(max_new_tokens=int(options.get("max_new_tokens", 32)), do_sample=temperature > 0,
+                                  temperature=max(1e-3, temperature), top_p=base.top_p,
+                                  repetition_penalty=base.repetition_penalty, seed=base.seed)
+    return MdrAgent(MdrResponder(model, lm, settings), persona=split_persona(options.get("persona", "")))
 
 
 RECORDS = [SystemRecord(
