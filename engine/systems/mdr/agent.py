@@ -2,8 +2,9 @@
 query and the distilled response feature R⁽ᴷ⁾, built from the persona and a partial history chosen by the
 teacher (Eq. 7).
 
-* persona P: the main speaker's self-description (name, job), the ``persona`` option's sentences, and the given
-  memories about itself (``ingest_memories``: e.g. a ConvAI2 persona, MiSC self-memories);
+* persona P: the given memories about itself (``ingest_memories``: e.g. a ConvAI2 persona, MiSC self-memories)
+  and the ``persona`` option's sentences — as in training, where P is the persona sentences —, or, when none is
+  given (a live chat), the main speaker's name and job as one sentence;
 * history H: every (partner utterance, own reply) pair of the episode so far — the earlier sessions, with other
   partners, and the current one;
 * ``TurnRecord.given`` (kind ``"turn"``): the entry H(index) that Eq. 7 selected and the last turn
@@ -106,10 +107,12 @@ class MdrAgent(SessionLogAgent):
 
     # ------------------------------------------------------------------ what MDR reads
     def persona(self) -> list[str]:
-        out = []
-        if self.main is not None:
-            out.append(f"My name is {self.main.name}." + (f" I am {_article(self.main.job)}." if self.main.job else ""))
-        return out + self.episode_persona + self.extra_persona
+        """P: the given persona sentences (episode + ``persona`` option); with none, the main speaker's name and
+        job as one sentence (what a live chat knows about its speaker)."""
+        given = self.episode_persona + self.extra_persona
+        if given or self.main is None:
+            return given
+        return [f"My name is {self.main.name}." + (f" I am {_article(self.main.job)}." if self.main.job else "")]
 
     def episode_turns(self) -> list[tuple[str, str, str]]:
         """(speaker, text, id) of every turn so far: earlier sessions, then the current one."""
@@ -141,8 +144,9 @@ class MdrAgent(SessionLogAgent):
         return list(getattr(self, "_given", []))
 
     def store_session(self, turns, progress=None) -> MemoryUpdate:
-        return MemoryUpdate(notes=[f"MDR keeps the dialogue history ({len(self.history_pairs())} exchanges) as its "
-                                   "memory; nothing is summarised"])
+        n = len(self.history_pairs()) + len(exchanges([(t.speaker, t.text, t.id) for t in turns], self.main.name))
+        return MemoryUpdate(notes=[f"MDR keeps the dialogue history ({n} exchanges so far) as its memory; "
+                                   "nothing is summarised"])
 
     def ingest_memories(self, memories: list[dict]) -> MemoryUpdate:
         """Given memories (``{"about", "text", "session"}``): those about the main speaker are its persona P."""

@@ -262,3 +262,23 @@ def check_backbones(doc: dict, generator, encoder, where) -> None:
                               "load that generator or train MDR for this one")
     if want_e and slug(want_e) != slug(encoder.name):
         raise CheckpointError(f"{where}: trained on encoder {want_e!r}, not {encoder.name!r}")
+
+
+def export(src, dst, *, fp16_heads: bool = True) -> int:
+    """Copy a trained checkpoint without its resume copies (``checkpoint-last``, ``best``), heads in fp16 (they
+    are loaded into fp32 modules), e.g. into ``assets/mdr/<generator>``.  Returns the bytes written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    if not is_complete(src):
+        raise CheckpointError(f"{src}: not a complete MDR checkpoint (all three stages are needed)")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoint-last", "best", "README.md"))
+    if fp16_heads:
+        for heads in dst.glob(f"*/{HEADS}"):
+            tensors = load_file(str(heads))
+            save_file({k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}, str(heads))
+    return size_bytes(dst)
