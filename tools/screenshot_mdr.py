@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     s = Shooter(app, window, out, log)
     chat = s.window.show_page("chat")
     log("chat: starting MDR (loads the models in the worker)…")
+    chat.main_name.setText("Sam")
+    chat.main_job.setText("mechanic")
     chat.new_chat("mdr", {"name": "Sam", "job": "mechanic"}, {"name": "Leo", "job": "Sam's neighbour"})
     ready = lambda: (not ctx.engine.busy() and chat.streaming is None and not chat.busy()
                      and chat.send_button.isEnabled())

@@ -438,7 +438,7 @@ class ChatPage(QWidget):
             past = [m for m in t.memories if m.get("kind") == "turn"]  # MDR: the history entries it was given
             mems = [m for m in t.memories if m.get("kind") != "turn"]
             if past:
-                links = ", ".join(f"<a href='turn:{html.escape(str(m['id']))}'>{html.escape(textwrap.shorten(m.get('text', ''), 70))}</a>"
+                links = ", ".join(f"<a href='turn:{html.escape(str(m['id']))}'>{html.escape(textwrap.shorten(m.get('text', ''), 100))}</a>"
                                   + (f" <i>({html.escape(m['why'])})</i>" if m.get("why") else "") for m in past)
                 out.append(f"<p class='mem'>history given: {links}</p>")
             if mems:
