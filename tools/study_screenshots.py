@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     pdf = write_report(study_path, args.campaign, work / f"{args.campaign}-report.pdf")
     for old in out.glob("report-page-*.png"):
         old.unlink()
-    subprocess.run(["pdftoppm", "-png", "-r", "70", str(pdf), str(out / "report-page")], check=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "80", str(pdf), str(out / "report-page")], check=True)
     for p in sorted(out.glob("report-page-*.png")):  # pdftoppm pads page numbers: report-page-1.png, …
         n = int(p.stem.rsplit("-", 1)[1])
         p.rename(out / f"report-page-{n}.png")

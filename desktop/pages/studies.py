@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -92,8 +93,10 @@ def _table() -> QTableWidget:
 
 
 # --- work done on the thread pool (plain functions: each opens its own connection) -------------
-def import_files_job(study_path: str, files: list[str], fmt: str, progress=None) -> list[tuple[str, object]]:
-    """Import each file all-or-nothing; returns ``(file, ImportResult | error message)`` per file."""
+def import_files_job(study_path: str, files: list[str], fmt: str, progress=None, cancel=None) -> list[tuple[str, object]]:
+    """Import each file all-or-nothing (streamed; progress in bytes); returns ``(file, ImportResult |
+    error message)`` per file. ``cancel()`` true stops the file being imported (nothing of it is
+    written) and skips the rest."""
     from annotation.db import StudyError
     from annotation.importer import import_file
     from engine.data.errors import DataFormatError
@@ -104,8 +107,11 @@ def import_files_job(study_path: str, files: list[str], fmt: str, progress=None)
         def step(done, total, i=i):
             if progress:
                 progress(i * 1000 + int(1000 * done / max(total, 1)), n * 1000)
+        if cancel is not None and cancel():
+            out.append((f, f"{f}: skipped (import cancelled)"))
+            continue
         try:
-            out.append((f, import_file(study_path, f, fmt, progress=step)))
+            out.append((f, import_file(study_path, f, fmt, progress=step, cancel=cancel)))
         except (DataFormatError, StudyError, OSError) as e:
             out.append((f, str(e)))
         step(1, 1)
@@ -165,6 +171,11 @@ class StudiesPage(QWidget):
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)
+        self.cancel_btn = QPushButton("Cancel import")
+        self.cancel_btn.setVisible(False)
+        self.cancel_btn.setToolTip("Stop the import: the file being read is rolled back, nothing of it is written")
+        self._cancel = threading.Event()
+        self.cancel_btn.clicked.connect(self.cancel_import)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
 
@@ -179,7 +190,10 @@ class StudiesPage(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
         lay.addWidget(self.tabs, 1)
-        lay.addWidget(self.progress)
+        prow = QHBoxLayout()
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.cancel_btn)
+        lay.addLayout(prow)
         lay.addWidget(self.status_label)
 
         self.new_btn.clicked.connect(self._ask_new)
@@ -477,6 +491,7 @@ class StudiesPage(QWidget):
             self._tasks -= 1
             if not self._tasks:
                 self.progress.setVisible(False)
+                self.cancel_btn.setVisible(False)
             if error is not None:
                 self._say(f"{label} failed: {error}", error=True)
             else:
@@ -503,10 +518,19 @@ class StudiesPage(QWidget):
 
     def import_files(self, files: list[str], fmt: str | None = None):
         fmt = fmt or self.format_combo.currentText()
+        self._cancel.clear()
+        self.cancel_btn.setVisible(True)
+        self.cancel_btn.setEnabled(True)
         return self._run(f"Importing {len(files)} file(s)…", import_files_job, self.ctx.study_path, list(files), fmt,
-                         on_done=self._imported)
+                         cancel=self._cancel.is_set, on_done=self._imported)
+
+    def cancel_import(self) -> None:
+        self._cancel.set()
+        self.cancel_btn.setEnabled(False)
+        self._say("Cancelling the import… nothing of the file being read will be written.")
 
     def _imported(self, results) -> None:
+        self.cancel_btn.setVisible(False)
         self.last_errors = []
         ok = 0
         for f, r in results:

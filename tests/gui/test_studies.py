@@ -251,3 +251,26 @@ def test_long_status_messages_are_elided_with_the_full_text_as_tooltip(qtbot, tm
     shown = window.statusBar().currentMessage()
     assert shown.endswith("…") and len(shown) < len(long)
     assert window.statusBar().toolTip() == long
+
+
+def test_import_can_be_cancelled_and_writes_nothing(qtbot, tmp_path):
+    from annotation.db import open_study
+    from desktop.pages.studies import import_files_job
+    from engine.data.corpus.generator import generate_episodes
+    from engine.data.episode_format import write_episodes
+
+    study = make_study(tmp_path, campaigns=())
+    with open_study(study) as s:
+        before = s.db["episodes"].count
+    files = [str(write_episodes(tmp_path / f"f{i}.json", generate_episodes(2, seed=20 + i))) for i in range(2)]
+    calls = []
+    out = import_files_job(str(study), files, "auto", cancel=lambda: calls.append(1) or len(calls) > 1)
+    assert "cancelled" in out[0][1] and "skipped" in out[1][1]
+    with open_study(study) as s:
+        assert s.db["episodes"].count == before
+    page = _page(qtbot, tmp_path, study)
+    page.import_files(files)
+    assert page.cancel_btn.isVisible()
+    page.cancel_import()
+    _wait(qtbot, page)
+    assert not page.cancel_btn.isVisible()
