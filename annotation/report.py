@@ -556,10 +556,11 @@ def chart_group_means(data: dict):
         colours = [GROUP_COLOURS[i % len(GROUP_COLOURS)] for i in range(len(groups) - 1)] + ["#555555"]
         ax.bar(range(len(groups)), vals, yerr=errs, color=colours, capsize=3, width=0.6,
                error_kw={"elinewidth": 1, "ecolor": "#222"})
-        for x, v in enumerate(vals):
+        base = 1 if likert else 0
+        for x, v in enumerate(vals):  # the value inside the bar's foot, clear of the interval's caps
             if v == v:
-                ax.annotate(f"{v:.2f}" if likert else f"{v:.0%}", (x, v), textcoords="offset points", xytext=(0, 2),
-                            ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{v:.2f}" if likert else f"{v:.0%}", (x, base), textcoords="offset points", xytext=(0, 3),
+                            ha="center", va="bottom", fontsize=7, color="white", weight="bold")
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{g}" for g in groups], fontsize=8)
         ax.set_ylim((1, 5.4) if likert else (0, 1.12))
@@ -616,7 +617,7 @@ def write_pdf(data: dict, out: Path) -> Path:
                "Fleiss' κ where every item has the same number of ratings; Cohen's κ between each pair of groups.")
         head, rows, tips, _ = agreement_table_compact(data)
         head = [h.replace("Krippendorff α", "Kripp. α") for h in head]
-        left = p.table(head, rows, [20, 8, 8, 10, 8, 8, 13, 8] + [7] * (len(head) - 8), size=7)
+        left = p.table(head, rows, [19, 11, 8, 10, 7, 7, 16, 7] + [7] * (len(head) - 8), size=7)
         notes = sorted({t for r, row in enumerate(rows) for c, t in enumerate(tips[r]) if row[c].endswith("*")})
         for n in notes:
             p.para("* " + n, size=7.5, colour="#555")
