@@ -1,7 +1,7 @@
 """One EMMA bot turn with N stored memories: our path vs the released per-turn loop, same models, same run.
 
 Ours (paper §4.2 as built in engine/systems/emma): one context encoding, top-1 over the cached memory
-matrix (+ linked memories), one generation. Reference (the published release's loop, papers/INDEX.md):
+matrix (+ linked memories), one generation. Reference (the published release's loop, docs/architecture.md "EMMA release conventions"):
 re-encode the context and every memory one by one padded to 512 tokens, then one sampled generation per
 stored memory to find its links (same chat prompt as our linker, until EOS or 8 new tokens: bench/linking.py),
 then the same reply generation. A reference turn estimated beyond --ref-budget-s is not run: its time is

@@ -312,6 +312,14 @@ class StudiesPage(QWidget):
         self.a_role.currentIndexChanged.connect(lambda _i: self.a_group.setEnabled(self.a_role.currentData() == "annotator"))
         self.accounts_table = _table()
         self.accounts_table.setMaximumHeight(140)
+        pkg_row = QHBoxLayout()  # annotators on other machines (annotation.packages)
+        self.pkg_export_btn = QPushButton("Export annotator package…")
+        self.pkg_export_btn.setToolTip("The selected annotator's queue as a small file to rate offline on another machine")
+        self.pkg_merge_btn = QPushButton("Merge packages…")
+        self.pkg_merge_btn.setToolTip("Append the ratings of returned annotator packages (merging twice adds nothing)")
+        pkg_row.addWidget(self.pkg_export_btn)
+        pkg_row.addWidget(self.pkg_merge_btn)
+        pkg_row.addStretch(1)
         self.member_table = _table()
         self.group_progress_table = _table()
         self.group_progress_table.setMaximumHeight(150)
@@ -319,6 +327,7 @@ class StudiesPage(QWidget):
         lay.addWidget(box)
         lay.addWidget(QLabel("<b>Accounts</b>"))
         lay.addWidget(self.accounts_table)
+        lay.addLayout(pkg_row)
         lay.addWidget(QLabel("<b>Progress per group</b>"))
         lay.addWidget(self.group_progress_table)
         lay.addWidget(QLabel("<b>Progress per annotator</b> (items finished / assigned)"))
@@ -326,6 +335,8 @@ class StudiesPage(QWidget):
         self.a_add.clicked.connect(lambda: self.add_annotator())
         self.a_name.returnPressed.connect(lambda: self.add_annotator())
         self.a_refresh.clicked.connect(self.refresh_progress)
+        self.pkg_export_btn.clicked.connect(self._ask_export_package)
+        self.pkg_merge_btn.clicked.connect(self._ask_merge_packages)
         return w
 
     def _build_agreement_tab(self) -> QWidget:
@@ -381,7 +392,7 @@ class StudiesPage(QWidget):
             self.create_study(path)
 
     def _ask_open(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study (*.db *.sqlite);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study or annotator package (*.db *.sqlite *.memlab);;All files (*)")
         if path:
             self.open_study(path)
 
@@ -417,7 +428,7 @@ class StudiesPage(QWidget):
             self._study = None
         self.study_label.setText(f"<b>Study</b>: {_esc(path)}" if path else "<b>No study open</b> — create or open one.")
         for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, self.close_btn, self.reopen_btn,
-                  *self.export_btns.values()):
+                  *self.export_btns.values(), self.pkg_export_btn, self.pkg_merge_btn):
             w.setEnabled(bool(path))
         self.refresh()
 
@@ -672,6 +683,39 @@ class StudiesPage(QWidget):
                    [[a.name, a.role, "yes" if a.has_pin else "—",
                      (annotator_group(study, campaign, a.name) or "—") if campaign and a.role == "annotator" else "—",
                      format_date(a.created_at)] for a in list_accounts(study)])
+
+    # -- annotator packages (logic in annotation.packages) ----------------------------------------
+    def _ask_export_package(self) -> None:
+        row = self.member_table.currentRow()
+        name = self.member_table.item(row, 0).text() if row >= 0 and self.member_table.item(row, 0) else ""
+        if not name:
+            self._say("Select an annotator in the table first.", error=True)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {name}'s package", f"{name}.memlab",
+                                              "Annotator package (*.memlab)")
+        if path:
+            self.export_package(name, path if path.endswith(".memlab") else path + ".memlab")
+
+    def export_package(self, annotator: str, path: str):
+        from annotation.packages import package_annotator
+
+        return self._run(f"Exporting {annotator}'s package…", package_annotator, self.ctx.study_path,
+                         self.campaign_combo.currentText() or None, annotator, path, overwrite=True,
+                         on_done=lambda info: self._say(f"Wrote {path}: {len(info.item_hashes)} items for "
+                                                        f"{info.annotator} (group {info.group})."))
+
+    def _ask_merge_packages(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Merge annotator packages", "", "Annotator package (*.memlab)")
+        if files:
+            self.merge_packages(files)
+
+    def merge_packages(self, files: list[str]):
+        from annotation.packages import merge_packages
+
+        def done(reports):
+            self._say("Merged: " + "; ".join(str(r).split(" — ")[0] for r in reports))
+            self.refresh_progress()
+        return self._run(f"Merging {len(files)} package(s)…", merge_packages, self.ctx.study_path, files, on_done=done)
 
     # -- agreement and report --------------------------------------------------------------------
     def compute_agreement(self):
