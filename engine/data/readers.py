@@ -40,8 +40,8 @@ def detect_format(path, text: str | None = None) -> str:
             first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
             try:
                 first = json.loads(first_line)
-            except (json.JSONDecodeError, RecursionError):
-                return "memlab"  # its reader names the bad line
+            except (ValueError, RecursionError):  # JSONDecodeError, or a value json cannot hold
+                return "memlab"  # its reader names the bad line and field
             return "misc" if looks_like_misc(first) else "memlab"
         raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
