@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, p=path: self.ctx.set_study(p))
 
     def _ask_open_study(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study (*.db *.sqlite);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study or annotator package (*.db *.sqlite *.memlab);;All files (*)")
         if path:
             self.ctx.set_study(path)
 
