@@ -210,6 +210,10 @@ class StudiesPage(QWidget):
         self.format_combo.addItems(IMPORT_FORMATS)
         row = QHBoxLayout()
         row.addWidget(self.import_btn)
+        self.selfplay_btn = QPushButton("Import self-play…")
+        self.selfplay_btn.setToolTip("memlab selfplay episodes → a model-quality campaign (Humanness, Engagingness, "
+                                     "Memorability; EMMA §5.3)")
+        row.addWidget(self.selfplay_btn)
         row.addWidget(QLabel("Format:"))
         row.addWidget(self.format_combo)
         hint = QLabel("MiSC-shaped memlab-episode/1 JSON, ConvAI2 (PersonaChat) or LoCoMo. Each file is checked "
@@ -228,6 +232,8 @@ class StudiesPage(QWidget):
         lay.addWidget(QLabel("<b>Import log</b>"))
         lay.addWidget(self.errors_list, 1)
         self.import_btn.clicked.connect(self._ask_import)
+        self.selfplay_btn.clicked.connect(lambda: self.import_selfplay(
+            QFileDialog.getOpenFileName(self, "Self-play episodes", "", "memlab-episode/1 (*.json *.jsonl)")[0]))
         return w
 
     def _build_campaign_tab(self) -> QWidget:
@@ -427,7 +433,11 @@ class StudiesPage(QWidget):
             self._study.close()
             self._study = None
         self.study_label.setText(f"<b>Study</b>: {_esc(path)}" if path else "<b>No study open</b> — create or open one.")
+<<<<<<< HEAD
         for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, self.close_btn, self.reopen_btn,
+=======
+        for w in (self.import_btn, self.selfplay_btn, self.c_create, self.a_add, self.compute_btn,
+>>>>>>> main
                   *self.export_btns.values(), self.pkg_export_btn, self.pkg_merge_btn):
             w.setEnabled(bool(path))
         self.refresh()
@@ -539,6 +549,18 @@ class StudiesPage(QWidget):
         self._cancel.set()
         self.cancel_btn.setEnabled(False)
         self._say("Cancelling the import… nothing of the file being read will be written.")
+
+    def import_selfplay(self, path: str, campaign: str | None = None):
+        """A ``memlab selfplay`` file → imported, plus a ``model``-preset campaign over its episodes (named
+        after the file unless ``campaign`` is given; :func:`desktop.study_bridge.import_selfplay`)."""
+        if not path:
+            return None
+        from desktop.study_bridge import import_selfplay
+
+        campaign = campaign or f"model-{Path(path).stem}"
+        return self._run(f"Importing self-play {Path(path).name} as campaign {campaign}…", import_selfplay,
+                         self.ctx.study_path, path, campaign,
+                         on_done=lambda r: (self._imported([(path, r[0])]), self._created(r[1])))
 
     def _imported(self, results) -> None:
         self.cancel_btn.setVisible(False)
