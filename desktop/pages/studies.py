@@ -433,11 +433,8 @@ class StudiesPage(QWidget):
             self._study.close()
             self._study = None
         self.study_label.setText(f"<b>Study</b>: {_esc(path)}" if path else "<b>No study open</b> — create or open one.")
-<<<<<<< HEAD
-        for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, self.close_btn, self.reopen_btn,
-=======
-        for w in (self.import_btn, self.selfplay_btn, self.c_create, self.a_add, self.compute_btn,
->>>>>>> main
+        for w in (self.import_btn, self.selfplay_btn, self.c_create, self.a_add, self.compute_btn, self.close_btn,
+                  self.reopen_btn,
                   *self.export_btns.values(), self.pkg_export_btn, self.pkg_merge_btn):
             w.setEnabled(bool(path))
         self.refresh()
