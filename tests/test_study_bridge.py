@@ -1,7 +1,6 @@
 """Self-play episodes into a study as a model-quality campaign, and eval reports into the study, through the
 annotation side's public API (desktop.study_bridge); the same from the memlab CLI's --study options."""
 
-import json
 
 import pytest
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 FORMATS = ("auto", "memlab", "convai2", "locomo", "malp")
