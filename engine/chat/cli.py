@@ -107,6 +107,10 @@ def _print_update(update, out) -> None:
         print(f"  [{m.id}] about {m.about}: {m.text}", file=out)
     for l in update.links:
         print(f"  {l.src} → {l.dst} ({l.kind})", file=out)
+    for r in getattr(update, "rejected", []) or []:
+        print(f"  not stored (about {r['about']}): {r['text']} — {r['reason']}", file=out)
+    for n in update.notes:
+        print(f"  · {n}", file=out)
 
 
 def _print_memory(chat, out) -> None:

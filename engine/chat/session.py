@@ -92,6 +92,7 @@ class ChatSession:
             "memories": [{"id": m.id, "about": m.about, "session": m.session, "text": m.text} for m in update.memories],
             "links": [{"src": l.src, "dst": l.dst, "kind": l.kind} for l in update.links],
             "notes": list(update.notes),
+            "rejected": list(getattr(update, "rejected", []) or []),
         }
         self._open = False
         return update

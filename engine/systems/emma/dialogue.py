@@ -54,11 +54,18 @@ class DialogueModule:
         return gen.stream_generate(self.lm, prompt, self.settings, cancel)
 
     # -------------------------------------------------------------- summarisation (§4.1 "Memory Summarizer")
-    def summarize(self, about: str, session_turns: list[tuple[str, str]]) -> list[str]:
-        """Memory sentences about ``about`` from the whole session (``[SEP]``/``[NONE]`` parsed)."""
+    def summarize(self, about: str, session_turns: list[tuple[str, str]], *, main: Speaker | None = None,
+                  partner: Speaker | None = None, memories: list[tuple[str, list[str]]] | None = None,
+                  session_index: int = 0) -> list[str]:
+        """Memory sentences about ``about`` from the whole session (``[SEP]``/``[NONE]`` parsed).
+
+        The input is App. E.1's ``summarize [ABOUT WHO]: {FINAL GENERATION SEQUENCE}``: with ``main`` and
+        ``partner`` it carries both speakers' names and jobs, the memories given at the last turn and the
+        session ordinal, so the summariser reads who said what (:func:`formats.summarize_input`)."""
         def build(turns):
-            return gen.render_prompt(self.lm, formats.summarize_input(about, turns),
-                                     formats.chat_messages("summarize", about=about, session_turns=turns))
+            kw = dict(about=about, session_turns=turns, main=main, partner=partner, memories=memories,
+                      session_index=session_index)
+            return gen.render_prompt(self.lm, formats.summarize_input(**kw), formats.chat_messages("summarize", **kw))
 
         prompt, _ = gen.fit_to_window(self.lm, build, session_turns, reserve=SUMMARY_MAX_NEW_TOKENS)
         return formats.parse_summary(gen.generate_text(self.lm, prompt, self.summary_settings))
