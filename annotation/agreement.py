@@ -35,7 +35,8 @@ import krippendorff
 import numpy as np
 from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
 
-from .ratings import PASS_WORDS, CsvProblem, RatingsCsvError, read_csv_rows
+from .ratings import CsvProblem, RatingsCsvError, read_csv_rows
+from .scales import PASS_WORDS
 
 LIKERT_CRITERIA = ("consistency", "coherence", "humanness", "engagingness", "memorability")
 PASSFAIL_CRITERIA = ("memory_summarization", "memory_linking", "memory_tagging")
@@ -317,7 +318,7 @@ def infer_scale(name: str, raw_values: list[str]) -> str | None:
 def load_csv(path) -> dict[str, CriterionRatings]:
     """Read ``item,criterion,annotator,group,value`` rows; any bad row → :class:`RatingsCsvError`
     listing every bad line. The last row per (item, criterion, annotator) counts."""
-    from .ratings import parse_value
+    from .scales import parse_value
     from .db import StudyError
 
     rows = read_csv_rows(path)
@@ -363,11 +364,10 @@ def load_csv(path) -> dict[str, CriterionRatings]:
 def from_study(study_or_path, campaign: str) -> dict[str, CriterionRatings]:
     """Latest ratings of a campaign's criteria (gold items excluded: they measure annotators)."""
     from .campaigns import get_campaign
-    from .db import as_study
+    from .db import open_study
     from .ratings import latest_ratings
 
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         rows = latest_ratings(study, campaign, include_gold=False)
         out = {}
@@ -382,9 +382,6 @@ def from_study(study_or_path, campaign: str) -> dict[str, CriterionRatings]:
             d.group_names = names
             out[c.name] = d
         return out
-    finally:
-        if close:
-            study.close()
 
 
 def agreement_for_study(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESAMPLES, progress=None) -> dict:

@@ -18,24 +18,10 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from .db import Study, StudyError, as_study, now, write_tx
+from .db import Study, StudyError, name_key, now, open_study, write_tx
+from .accounts import ensure_annotator
+from .scales import SCALES, default_anchors, parse_value
 
-# Appendix F: "A score of 5 is awarded when the dialogue is flawless, while a score of 1 is given if
-# there is a critical issue that makes evaluation impossible. A score of 4 reflects excellent overall
-# quality, while a score of 2 indicates significant issues that are not critical but go beyond minor
-# problems. A score of 3 applies when there are some minor issues that do not significantly disrupt
-# the overall flow or understanding of the dialogue."
-LIKERT_ANCHORS = {
-    "1": "Poor: a critical issue that makes evaluation impossible.",
-    "2": "Significant issues that are not critical but go beyond minor problems.",
-    "3": "Some minor issues that do not significantly disrupt the overall flow or understanding of the dialogue.",
-    "4": "Excellent overall quality.",
-    "5": "Perfect: the dialogue is flawless.",
-}
-# §5.2 "Memory": "assigning a 'pass' if the element fully meets the criteria, and a 'fail' if it does not".
-PASSFAIL_ANCHORS = {"pass": "The element fully meets the criterion.", "fail": "It does not fully meet the criterion."}
-
-SCALES = ("likert", "passfail")
 TARGETS = ("episode", "session", "memory", "link", "tag")
 
 
@@ -54,7 +40,7 @@ class Criterion:
         if self.target not in TARGETS:
             raise StudyError(f"criterion {self.name!r}: target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if not self.anchors:
-            self.anchors = dict(LIKERT_ANCHORS if self.scale == "likert" else PASSFAIL_ANCHORS)
+            self.anchors = default_anchors(self.scale, self.name)
 
 
 def _likert(name, label, target, definition):
@@ -113,6 +99,7 @@ class Campaign:
     n_items: int
     created_at: str
     description: str = ""
+    closed_at: str | None = None  # set when the owner closes rating (annotation.review)
 
 
 def _overlap(value) -> str:
@@ -177,8 +164,7 @@ def create_campaign(study_or_path, name: str, preset: str, *, groups=3, overlap=
     (``seed``); default: every episode in the study. Existing annotators whose default group is
     one of the campaign's groups join it.
     """
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         name = name.strip()
         if not name:
             raise StudyError("a campaign needs a name")
@@ -231,14 +217,10 @@ def create_campaign(study_or_path, name: str, preset: str, *, groups=3, overlap=
                     _join(study, a["id"], cid, a["default_group"])
             _assign(study, cid)
         return get_campaign(study, name)
-    finally:
-        if close:
-            study.close()
 
 
 def get_campaign(study_or_path, name: str) -> Campaign:
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         rows = study.query("SELECT * FROM campaigns WHERE name = ?", (name,))
         if not rows:
             known = [r["name"] for r in study.query("SELECT name FROM campaigns ORDER BY id")]
@@ -248,19 +230,21 @@ def get_campaign(study_or_path, name: str) -> Campaign:
                 for r in study.query("SELECT * FROM criteria WHERE campaign_id = ? ORDER BY position", (c["id"],))]
         groups = [r["name"] for r in study.query("SELECT name FROM groups WHERE campaign_id = ? ORDER BY id", (c["id"],))]
         n_items = study.one("SELECT COUNT(*) FROM items WHERE campaign_id = ?", (c["id"],))
-        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items, c["created_at"], c["description"])
-    finally:
-        if close:
-            study.close()
+        return Campaign(c["id"], c["name"], c["preset"], c["unit"], c["overlap"], c["seed"], groups, crit, n_items,
+                        c["created_at"], c["description"], c.get("closed_at"))
 
 
 def list_campaigns(study_or_path) -> list[Campaign]:
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         return [get_campaign(study, r["name"]) for r in study.query("SELECT name FROM campaigns ORDER BY id")]
-    finally:
-        if close:
-            study.close()
+
+
+def annotator_group(study_or_path, campaign: str, annotator: str) -> str | None:
+    """The group ``annotator`` (any case) rates in for ``campaign`` (``None`` when not a member)."""
+    with open_study(study_or_path) as study:
+        return study.one(
+            "SELECT g.name FROM members m JOIN annotators a ON a.id = m.annotator_id JOIN groups g ON g.id = m.group_id"
+            " JOIN campaigns c ON c.id = m.campaign_id WHERE a.name_key = ? AND c.name = ?", (name_key(annotator), campaign))
 
 
 def member_seed(campaign_seed: int, annotator: str) -> int:
@@ -297,25 +281,14 @@ def _join(study: Study, annotator_id: int, campaign_id: int, group: str) -> None
                        (annotator_id, campaign_id, gid, member_seed(seed, name), now()))
 
 
-def ensure_annotator(study: Study, name: str, default_group: str | None = None) -> int:
-    """The annotator's id, creating them if new (call inside a write transaction)."""
-    name = name.strip()
-    if not name:
-        raise StudyError("an annotator needs a name")
-    aid = study.one("SELECT id FROM annotators WHERE name = ?", (name,))
-    if aid is None:
-        aid = study.conn.execute("INSERT INTO annotators (name, default_group, created_at) VALUES (?, ?, ?)",
-                                 (name, default_group, now())).lastrowid
-    return aid
-
-
-def add_annotator(study_or_path, name: str, group: str, campaign: str | None = None) -> list[str]:
-    """Add ``name`` to group ``group`` of ``campaign`` — or, without a campaign, of every campaign
-    that has that group (and of later ones). Returns the campaigns joined."""
-    study, close = as_study(study_or_path)
-    try:
+def add_annotator(study_or_path, name: str, group: str, campaign: str | None = None, *,
+                  pin: str | None = None, role: str = "annotator") -> list[str]:
+    """Add ``name`` (an existing account, matched ignoring case, or a new one with ``pin``/``role``)
+    to group ``group`` of ``campaign`` — or, without a campaign, of every campaign that has that
+    group (and of later ones). Returns the campaigns joined."""
+    with open_study(study_or_path) as study:
         with write_tx(study):
-            aid = ensure_annotator(study, name, None if campaign else group)
+            aid = ensure_annotator(study, name, None if campaign else group, pin=pin, role=role)
             if campaign is None:
                 study.conn.execute("UPDATE annotators SET default_group = ? WHERE id = ?", (group, aid))
                 targets = [r["campaign_id"] for r in study.query("SELECT DISTINCT campaign_id FROM groups WHERE name = ?", (group,))]
@@ -325,9 +298,6 @@ def add_annotator(study_or_path, name: str, group: str, campaign: str | None = N
                 _join(study, aid, cid, group)
                 _assign(study, cid)
             return [study.one("SELECT name FROM campaigns WHERE id = ?", (cid,)) for cid in targets]
-    finally:
-        if close:
-            study.close()
 
 
 def _assign(study: Study, campaign_id: int) -> None:
@@ -374,10 +344,7 @@ def _assign(study: Study, campaign_id: int) -> None:
 
 def set_gold(study_or_path, campaign: str, item_key: str, answers: dict) -> None:
     """Mark an item as gold with expected answers ``{criterion: value}``; every annotator gets it."""
-    from .ratings import parse_value
-
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         scales = {c.name: c for c in camp.criteria}
         clean = {}
@@ -395,6 +362,3 @@ def set_gold(study_or_path, campaign: str, item_key: str, answers: dict) -> None
                     raise StudyError(f"criterion {crit!r} rates {scales[crit].target}s, item {item_key!r} is a {row[1]}")
             study.conn.execute("UPDATE items SET gold = ? WHERE id = ?", (json.dumps(clean), row[0]))
             _assign(study, camp.id)
-    finally:
-        if close:
-            study.close()

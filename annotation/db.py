@@ -17,6 +17,7 @@ import contextlib
 import random
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,7 +131,61 @@ MIGRATIONS: list[str] = [
         reviewer TEXT NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN ('ok', 'flag')),
         note TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
     """,
+    # 2: annotator accounts (case-insensitive names, optional PIN, role), closing a campaign,
+    #    item flags, compare votes with their transcripts, automatic-evaluation reports
+    """
+    ALTER TABLE annotators ADD COLUMN name_key TEXT;
+    ALTER TABLE annotators ADD COLUMN pin_hash TEXT;
+    ALTER TABLE annotators ADD COLUMN role TEXT NOT NULL DEFAULT 'annotator'
+        CHECK (role IN ('annotator', 'reviewer'));
+    UPDATE annotators SET name_key = lower(trim(name));
+    CREATE INDEX annotators_key ON annotators(name_key);
+    ALTER TABLE campaigns ADD COLUMN closed_at TEXT;
+    CREATE TABLE item_flags (
+        id INTEGER PRIMARY KEY, item_id INTEGER NOT NULL REFERENCES items(id),
+        annotator_id INTEGER NOT NULL REFERENCES annotators(id),
+        note TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
+    CREATE TRIGGER item_flags_no_update BEFORE UPDATE ON item_flags
+        BEGIN SELECT RAISE(ABORT, 'flags are append-only'); END;
+    CREATE TRIGGER item_flags_no_delete BEFORE DELETE ON item_flags
+        BEGIN SELECT RAISE(ABORT, 'flags are append-only'); END;
+    CREATE TABLE compare_votes (
+        id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, comparison TEXT NOT NULL,
+        left_system TEXT NOT NULL, right_system TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('left', 'right', 'tie', 'both_bad')),
+        blind INTEGER NOT NULL, voter TEXT NOT NULL DEFAULT '',
+        transcript TEXT NOT NULL, partners TEXT NOT NULL, memory TEXT NOT NULL DEFAULT '{}',
+        origin TEXT NOT NULL DEFAULT 'compare');
+    CREATE INDEX compare_votes_pair ON compare_votes(left_system, right_system);
+    CREATE TRIGGER compare_votes_no_update BEFORE UPDATE ON compare_votes
+        BEGIN SELECT RAISE(ABORT, 'compare votes are append-only: add a new vote instead'); END;
+    CREATE TRIGGER compare_votes_no_delete BEFORE DELETE ON compare_votes
+        BEGIN SELECT RAISE(ABORT, 'compare votes are append-only: they cannot be deleted'); END;
+    CREATE TABLE eval_reports (
+        id INTEGER PRIMARY KEY, created_at TEXT NOT NULL,
+        campaign_id INTEGER REFERENCES campaigns(id),
+        systems TEXT NOT NULL, data TEXT NOT NULL, payload TEXT NOT NULL);
+    CREATE TRIGGER eval_reports_no_update BEFORE UPDATE ON eval_reports
+        BEGIN SELECT RAISE(ABORT, 'evaluation reports are append-only: add a new report instead'); END;
+    CREATE TRIGGER eval_reports_no_delete BEFORE DELETE ON eval_reports
+        BEGIN SELECT RAISE(ABORT, 'evaluation reports are append-only: they cannot be deleted'); END;
+    """,
 ]
+
+
+def name_key(name: str) -> str:
+    """The form two annotator names are compared in: NFKC, case-folded, inner spaces collapsed —
+    so "Ann", "ann" and "ＡＮＮ " are one account and a typo in case cannot fork a queue."""
+    return " ".join(unicodedata.normalize("NFKC", str(name)).casefold().split())
+
+
+def _fill_name_keys(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("SELECT id, name FROM annotators").fetchall()
+    conn.executemany("UPDATE annotators SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in rows])
+
+
+# Python steps run after a migration's SQL, inside the same transaction.
+MIGRATION_HOOKS = {2: _fill_name_keys}
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -140,6 +195,7 @@ class Study:
 
     path: Path
     db: sqlite_utils.Database
+    _borrowed: int = 0  # how many ``with open_study(this study)`` blocks are open on it
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -159,7 +215,10 @@ class Study:
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        if self._borrowed:
+            self._borrowed -= 1  # lent by open_study(study): the owner closes it
+        else:
+            self.close()
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -232,6 +291,8 @@ def migrate(study: Study) -> int:
                 continue
             for statement in _statements(MIGRATIONS[version - 1]):
                 study.conn.execute(statement)
+            if version in MIGRATION_HOOKS:
+                MIGRATION_HOOKS[version](study.conn)
             study.conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, now()))
     return SCHEMA_VERSION
 
@@ -258,9 +319,18 @@ def init_study(path) -> Study:
     return study
 
 
-def open_study(path, *, create: bool = False) -> Study:
-    """Open an existing study (forward-migrating it); ``create=True`` makes a new one if missing."""
-    path = Path(path)
+def open_study(study_or_path, *, create: bool = False) -> Study:
+    """The study to use in ``with open_study(x) as study:`` — every public annotation function's
+    first argument goes through here.
+
+    ``x`` is a path (the study is opened, forward-migrated, and closed when the block ends;
+    ``create=True`` makes a new one if missing) or an already open :class:`Study` (it is lent to
+    the block and stays open afterwards: its owner closes it).
+    """
+    if isinstance(study_or_path, Study):
+        study_or_path._borrowed += 1
+        return study_or_path
+    path = Path(study_or_path)
     if not path.exists():
         if create:
             return init_study(path)
@@ -275,13 +345,6 @@ def open_study(path, *, create: bool = False) -> Study:
         raise StudyError(f"{path} is an SQLite file but not a MemLab study")
     migrate(study)
     return study
-
-
-def as_study(study_or_path) -> tuple[Study, bool]:
-    """Accept an open :class:`Study` or a path; the flag says whether the caller must close it."""
-    if isinstance(study_or_path, Study):
-        return study_or_path, False
-    return open_study(study_or_path), True
 
 
 def integrity_check(study: Study) -> str:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from .campaigns import get_campaign
-from .db import Study, StudyError, as_study
+from .db import Study, StudyError, name_key, open_study
 
 
 @dataclass
@@ -49,7 +49,7 @@ class QueueStatus:
 def _member(study: Study, campaign: str, annotator: str):
     camp = get_campaign(study, campaign)
     aid = study.one("SELECT a.id FROM annotators a JOIN members m ON m.annotator_id = a.id"
-                    " WHERE a.name = ? AND m.campaign_id = ?", (annotator, camp.id))
+                    " WHERE a.name_key = ? AND m.campaign_id = ?", (name_key(annotator), camp.id))
     if aid is None:
         raise StudyError(f"annotator {annotator!r} is not in campaign {campaign!r}")
     return camp, aid
@@ -67,40 +67,28 @@ ORDER BY s.position, s.item_id
 
 
 def queue_status(study_or_path, campaign: str, annotator: str) -> QueueStatus:
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp, aid = _member(study, campaign, annotator)
         rows = study.conn.execute(_PENDING, (camp.id, aid)).fetchall()
         return QueueStatus(sum(1 for r in rows if r[4] >= r[3]), len(rows))
-    finally:
-        if close:
-            study.close()
 
 
 def next_item(study_or_path, campaign: str, annotator: str) -> QueueItem | None:
     """The next item this annotator has not finished, or ``None`` when the queue is done."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp, aid = _member(study, campaign, annotator)
         rows = study.conn.execute(_PENDING, (camp.id, aid)).fetchall()
         for pos, (item_id, key, target, n_crit, n_rated) in enumerate(rows, 1):
             if n_rated < n_crit:
                 return _view(study, camp, aid, item_id, key, target, pos, len(rows))
         return None
-    finally:
-        if close:
-            study.close()
 
 
 def queue_items(study_or_path, campaign: str, annotator: str) -> list[tuple[str, bool]]:
     """The whole queue in order as ``(item key, finished)``."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp, aid = _member(study, campaign, annotator)
         return [(r[1], r[4] >= r[3]) for r in study.conn.execute(_PENDING, (camp.id, aid)).fetchall()]
-    finally:
-        if close:
-            study.close()
 
 
 def _view(study, camp, aid, item_id, key, target, pos, total) -> QueueItem:
@@ -127,8 +115,7 @@ def _memory(study, episode_id, memory_id):
 
 def item_content(study_or_path, item_id: int) -> dict:
     """What an item shows: the episode's speakers plus the session/memory/link/tag it is about."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         row = study.query("SELECT target, episode_id, ref FROM items WHERE id = ?", (item_id,))
         if not row:
             raise StudyError(f"no item {item_id}")
@@ -161,6 +148,36 @@ def item_content(study_or_path, item_id: int) -> dict:
                                            " WHERE episode_id = ? AND turn_id = ?", (ep_id, ref["turn"]))[0]
             out["memory"] = _memory(study, ep_id, ref["memory"])
         return out
-    finally:
-        if close:
-            study.close()
+
+
+def queue_item_at(study_or_path, campaign: str, annotator: str, index: int) -> QueueItem:
+    """The annotator's queue item at 0-based ``index`` (with only *their* latest values), for Back/Next."""
+    with open_study(study_or_path) as study:
+        camp, aid = _member(study, campaign, annotator)
+        rows = study.conn.execute(_PENDING, (camp.id, aid)).fetchall()
+        if not 0 <= index < len(rows):
+            raise IndexError(index)
+        item_id, key, target, _n, _r = rows[index]
+        return _view(study, camp, aid, item_id, key, target, index + 1, len(rows))
+
+
+@dataclass
+class MemberProgress:
+    annotator: str
+    group: str
+    done: int
+    total: int
+
+
+def campaign_progress(study_or_path, campaign: str) -> list[MemberProgress]:
+    """Every member's queue progress (items finished / assigned), sorted by group then name."""
+    with open_study(study_or_path) as study:
+        camp = get_campaign(study, campaign)
+        rows = study.query(
+            "SELECT a.id, a.name AS annotator, g.name AS grp FROM members m JOIN annotators a ON a.id = m.annotator_id"
+            " JOIN groups g ON g.id = m.group_id WHERE m.campaign_id = ? ORDER BY g.name, a.name_key", (camp.id,))
+        out = []
+        for r in rows:
+            pending = study.conn.execute(_PENDING, (camp.id, r["id"])).fetchall()
+            out.append(MemberProgress(r["annotator"], r["grp"], sum(1 for p in pending if p[4] >= p[3]), len(pending)))
+        return out

@@ -11,13 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
-from .campaigns import Campaign, _join, ensure_annotator, get_campaign, queue_position
-from .db import Study, StudyError, as_study, now, write_tx
+from .accounts import ensure_annotator
+from .campaigns import Campaign, _join, get_campaign, queue_position
+from .db import Study, StudyError, name_key, now, open_study, write_tx
+from .scales import format_value, parse_value  # noqa: F401  (format_value re-exported for callers)
 
-PASS_WORDS = {"pass": 1, "fail": 0, "yes": 1, "no": 0, "true": 1, "false": 0, "1": 1, "0": 0, "p": 1, "f": 0}
 CSV_COLUMNS = ("item", "criterion", "annotator", "group", "value")
 
 
@@ -34,33 +37,9 @@ class Rating:
     created_at: str
 
 
-def parse_value(scale: str, raw) -> int:
-    """Likert: an integer 1..5. Pass/fail: pass/fail, yes/no, true/false, 1/0 → 1/0."""
-    if scale == "likert":
-        if isinstance(raw, bool):
-            raise StudyError(f"a Likert rating is a whole number 1..5, got {raw!r}")
-        try:
-            f = float(str(raw).strip())
-        except ValueError:
-            raise StudyError(f"a Likert rating is a whole number 1..5, got {raw!r}") from None
-        if f != int(f) or not 1 <= f <= 5:
-            raise StudyError(f"a Likert rating is a whole number 1..5, got {raw!r}")
-        return int(f)
-    if isinstance(raw, bool):
-        return int(raw)
-    key = str(raw).strip().lower()
-    if key not in PASS_WORDS:
-        raise StudyError(f"a pass/fail rating is pass or fail (or yes/no, true/false, 1/0), got {raw!r}")
-    return PASS_WORDS[key]
-
-
-def format_value(scale: str, value: int) -> str:
-    return str(value) if scale == "likert" else ("pass" if value else "fail")
-
-
 def _context(study: Study, campaign: str, annotator: str, item, criterion: str):
     camp = get_campaign(study, campaign)
-    aid = study.one("SELECT id FROM annotators WHERE name = ?", (annotator,))
+    aid = study.one("SELECT id FROM annotators WHERE name_key = ?", (name_key(annotator),))
     if aid is None:
         raise StudyError(f"no annotator {annotator!r}; add them with `memlab study annotator add`")
     gid = study.one("SELECT group_id FROM members WHERE annotator_id = ? AND campaign_id = ?", (aid, camp.id))
@@ -86,11 +65,12 @@ def rate(study_or_path, campaign: str, annotator: str, item, criterion: str, val
 
     ``item`` is an item id (int) or key. The item must be in the annotator's queue (blind protocol).
     """
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp, aid, gid, item_id, key, crit, cid = _context(study, campaign, annotator, item, criterion)
+        if study.one("SELECT closed_at FROM campaigns WHERE id = ?", (camp.id,)) is not None:
+            raise StudyError(f"campaign {campaign!r} is closed: rating has ended (the owner can reopen it)")
         v = parse_value(crit.scale, value)
-        if seconds is not None and not (seconds >= 0):
+        if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
             raise StudyError(f"seconds spent must be ≥ 0, got {seconds!r}")
         if study.one("SELECT 1 FROM assignments WHERE item_id = ? AND annotator_id = ?", (item_id, aid)) is None:
             raise StudyError(f"item {key!r} is not in {annotator!r}'s queue")
@@ -102,9 +82,6 @@ def rate(study_or_path, campaign: str, annotator: str, item, criterion: str, val
                 (camp.id, item_id, cid, aid, gid, v, seconds, stamp, comment)).lastrowid
         group = study.one("SELECT name FROM groups WHERE id = ?", (gid,))
         return Rating(rid, camp.name, key, criterion, annotator, group, v, seconds, stamp)
-    finally:
-        if close:
-            study.close()
 
 
 @dataclass
@@ -161,8 +138,7 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
     optional ``seconds``, ``created_at``). Every row is checked first; any bad row → nothing is
     written and :class:`RatingsCsvError` lists the bad lines. Unknown annotators are created in the
     row's group. Returns the number of ratings added."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         rows = read_csv_rows(path)
         crit = {c.name: c for c in camp.criteria}
@@ -170,8 +146,8 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
         items = {r["key"]: (r["id"], r["target"]) for r in study.query("SELECT id, key, target FROM items WHERE campaign_id = ?", (camp.id,))}
         by_id = {str(i): (i, t) for i, t in items.values()}
         groups = {r["name"]: r["id"] for r in study.query("SELECT id, name FROM groups WHERE campaign_id = ?", (camp.id,))}
-        member_group = {r["name"]: r["group"] for r in study.query(
-            "SELECT a.name, g.name AS 'group' FROM members m JOIN annotators a ON a.id = m.annotator_id "
+        member_group = {r["name_key"]: r["group"] for r in study.query(
+            "SELECT a.name_key, g.name AS 'group' FROM members m JOIN annotators a ON a.id = m.annotator_id "
             "JOIN groups g ON g.id = m.group_id WHERE m.campaign_id = ?", (camp.id,))}
         problems: list[CsvProblem] = []
         clean = []
@@ -196,7 +172,7 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
             if row["group"] not in groups:
                 problems.append(CsvProblem(line, f"unknown group {row['group']!r} (campaign has {', '.join(groups)})"))
                 continue
-            known = member_group.setdefault(row["annotator"], row["group"])
+            known = member_group.setdefault(name_key(row["annotator"]), row["group"])
             if known != row["group"]:
                 problems.append(CsvProblem(line, f"annotator {row['annotator']!r} is in group {known!r}, not {row['group']!r}"))
                 continue
@@ -209,13 +185,23 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
             if row.get("seconds"):
                 try:
                     seconds = float(row["seconds"])
-                    if not seconds >= 0:
+                    if not (math.isfinite(seconds) and seconds >= 0):
                         raise ValueError
                 except ValueError:
                     problems.append(CsvProblem(line, f"seconds must be a number ≥ 0, got {row['seconds']!r}"))
                     continue
+            created = row.get("created_at") or None
+            if created is not None:
+                try:
+                    stamp_dt = datetime.fromisoformat(created)
+                except ValueError:
+                    problems.append(CsvProblem(line, f"created_at must be an ISO 8601 date/time, got {created!r}"))
+                    continue
+                if stamp_dt.tzinfo is None:
+                    stamp_dt = stamp_dt.replace(tzinfo=timezone.utc)
+                created = stamp_dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
             clean.append((item[0], crit_ids[c.name], row["annotator"], groups[row["group"]], row["group"], value,
-                          seconds, row.get("created_at") or None))
+                          seconds, created))
         if problems:
             raise RatingsCsvError(path, problems)
         if not clean:
@@ -223,7 +209,7 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
         total = len(clean)
         with write_tx(study):
             ids = {}
-            for name, gname in {(r[2], r[4]) for r in clean}:
+            for name, gname in {(r[2], r[4]) for r in clean}:  # "Ann" and "ann" are one account
                 ids[name] = ensure_annotator(study, name)
                 _join(study, ids[name], camp.id, gname)
             stamp = now()
@@ -244,15 +230,11 @@ def import_ratings_csv(study_or_path, campaign: str, path, *, progress: Callable
                   "position": queue_position(seeds[ids[n]], i), "assigned_at": stamp}
                  for i, _c, n, g, *_ in clean), ignore=True)
         return total
-    finally:
-        if close:
-            study.close()
 
 
 def latest_ratings(study_or_path, campaign: str, *, include_gold: bool = True) -> list[dict]:
     """The rating that counts per (item, criterion, annotator), with names resolved."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         gold = "" if include_gold else "AND i.gold IS NULL"
         return study.query(
@@ -260,9 +242,6 @@ def latest_ratings(study_or_path, campaign: str, *, include_gold: bool = True) -
             " r.value, r.seconds, r.created_at FROM latest_ratings r JOIN items i ON i.id = r.item_id"
             " JOIN criteria c ON c.id = r.criterion_id JOIN annotators a ON a.id = r.annotator_id"
             f" JOIN groups g ON g.id = r.group_id WHERE r.campaign_id = ? {gold} ORDER BY r.id", (camp.id,))
-    finally:
-        if close:
-            study.close()
 
 
 def all_ratings(study: Study, camp: Campaign) -> list[dict]:
@@ -280,22 +259,17 @@ def add_review(study_or_path, rating_id: int, reviewer: str, verdict: str, note:
     """A QC reviewer's verdict (``ok``/``flag``) on one rating (MiSC §5.1 quality control)."""
     if verdict not in ("ok", "flag"):
         raise StudyError(f"verdict must be ok or flag, got {verdict!r}")
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         with write_tx(study):
             if study.one("SELECT 1 FROM ratings WHERE id = ?", (rating_id,)) is None:
                 raise StudyError(f"no rating {rating_id}")
             return study.conn.execute("INSERT INTO reviews (rating_id, reviewer, verdict, note, created_at) VALUES (?,?,?,?,?)",
                                       (rating_id, reviewer, verdict, note, now())).lastrowid
-    finally:
-        if close:
-            study.close()
 
 
 def gold_report(study_or_path, campaign: str) -> dict[str, dict]:
     """Per annotator: gold answers given, how many matched the expected answer, accuracy."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         out: dict[str, dict] = {}
         for r in study.query(
@@ -312,6 +286,3 @@ def gold_report(study_or_path, campaign: str) -> dict[str, dict]:
         for s in out.values():
             s["accuracy"] = s["correct"] / s["answered"]
         return out
-    finally:
-        if close:
-            study.close()

@@ -26,8 +26,10 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from .agreement import BOOTSTRAP_RESAMPLES, agreement_for_study  # noqa: E402
 from .campaigns import get_campaign  # noqa: E402
-from .db import Study, StudyError, as_study  # noqa: E402
-from .ratings import all_ratings, format_value, gold_report  # noqa: E402
+from .db import Study, StudyError, open_study  # noqa: E402
+from .eval_reports import eval_reports  # noqa: E402
+from .ratings import all_ratings, gold_report  # noqa: E402
+from .scales import format_value  # noqa: E402
 
 Progress = Callable[[int, int], None]
 FORMATS = ("csv", "json", "html", "pdf")
@@ -37,8 +39,7 @@ GROUP_COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860
 def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESAMPLES,
                 progress: Progress | None = None) -> dict:
     """Everything the report shows, as plain JSON-ready data."""
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         camp = get_campaign(study, campaign)
         steps = 3
         members = study.query(
@@ -79,13 +80,13 @@ def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESA
             "annotators": members,
             "gold": gold_report(study, campaign),
             "agreement": agreement,
+            "eval_reports": [{"id": r.id, "created_at": r.created_at, "campaign": r.campaign, "systems": r.systems,
+                              "data": r.data, "title": r.payload.get("title") or "Automatic evaluation",
+                              "rows": r.metric_rows()} for r in eval_reports(study, campaign)],
         }
         if progress:
             progress(3, steps)
         return data
-    finally:
-        if close:
-            study.close()
 
 
 # --- charts -----------------------------------------------------------------------------------
@@ -234,6 +235,17 @@ def agreement_table(data: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def eval_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """One automatic-evaluation report as rows: system, metric, value, 95% interval, n."""
+    head = ["System", "Metric", "Value", "95% interval", "n"]
+    rows = []
+    for r in report["rows"]:
+        interval = f"{r['low']:.3f} – {r['high']:.3f}" if r["low"] is not None and r["high"] is not None else "—"
+        rows.append([r["system"], r["metric"], "n/a" if r["value"] is None else f"{r['value']:.3f}", interval,
+                     "—" if r["n"] is None else str(r["n"])])
+    return head, rows
+
+
 def annotator_table(data: dict) -> tuple[list[str], list[list[str]]]:
     head = ["Annotator", "Group", "Items assigned", "Ratings given", "Minutes", "Gold correct"]
     rows = []
@@ -260,6 +272,21 @@ def facts_rows(data: dict) -> list[tuple[str, str]]:
 
 
 # --- writers ----------------------------------------------------------------------------------
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell safe to open in a spreadsheet (OWASP "CSV Injection"): text beginning with
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return is prefixed with a single quote, so it is
+    shown as text instead of run as a formula. Numbers are written as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def write_csv(study: Study, campaign: str, out: Path) -> Path:
     camp = get_campaign(study, campaign)
     rows = all_ratings(study, camp)
@@ -269,9 +296,9 @@ def write_csv(study: Study, campaign: str, out: Path) -> Path:
         w.writerow(["rating_id", "item", "criterion", "annotator", "group", "value", "seconds", "created_at",
                     "origin", "gold_item", "latest", "comment"])
         for r in rows:
-            w.writerow([r["id"], r["item"], r["criterion"], r["annotator"], r["group"], format_value(r["scale"], r["value"]),
-                        "" if r["seconds"] is None else r["seconds"], r["created_at"], r["origin"], r["gold"],
-                        r["latest"], r["comment"]])
+            w.writerow([csv_cell(x) for x in (
+                r["id"], r["item"], r["criterion"], r["annotator"], r["group"], format_value(r["scale"], r["value"]),
+                r["seconds"], r["created_at"], r["origin"], r["gold"], r["latest"], r["comment"])])
     os.replace(tmp, out)
     return out
 
@@ -316,6 +343,10 @@ def render_html(data: dict) -> str:
                      f"<dd>{html.escape(c['definition'])}<ul class='anchors muted'>{anchors}</ul></dd>")
     parts.append("</dl><h2>Agreement</h2>")
     parts.append(_html_table(*agreement_table(data)))
+    for rep in data.get("eval_reports", []):
+        parts.append(f"<h2>{html.escape(rep['title'])} <span class='muted'>(automatic, report {rep['id']}, "
+                     f"{html.escape(rep['data'])})</span></h2>")
+        parts.append(_html_table(*eval_table(rep)))
     parts.append("<h2>Groups</h2>")
     parts.append(_html_table(*group_table(data)))
     parts.append("<h2>Annotators</h2>")
@@ -420,8 +451,7 @@ def write_report(study_or_path, campaign: str, out, *, bootstrap: int = BOOTSTRA
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise StudyError(f"report format comes from the file name: use .csv, .json, .html or .pdf, not {out.name!r}")
-    study, close = as_study(study_or_path)
-    try:
+    with open_study(study_or_path) as study:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
             get_campaign(study, campaign)
@@ -441,6 +471,3 @@ def write_report(study_or_path, campaign: str, out, *, bootstrap: int = BOOTSTRA
         else:
             write_pdf(data, out)
         return out
-    finally:
-        if close:
-            study.close()

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 MAX_RECENT = 8
 
 # Settings keys for the models the engine worker loads (the Models page edits them).
-MODEL_KEYS = ("models/lm", "models/encoder", "models/emma_adapter", "models/retriever", "models/load_in_4bit")
+MODEL_KEYS = ("models/lm", "models/encoder", "models/generator_adapter", "models/retriever", "models/load_in_4bit")
 
 
 def engine_installed() -> bool:
@@ -104,7 +104,9 @@ class AppContext(QObject):
         cfg = {
             "lm": self.settings.value("models/lm", "") or "",
             "encoder": self.settings.value("models/encoder", "") or "",
-            "emma_adapter": self.settings.value("models/emma_adapter", "") or "",
+            # the adapter put on the generator (settings of older versions called it models/emma_adapter)
+            "generator_adapter": (self.settings.value("models/generator_adapter", "")
+                                  or self.settings.value("models/emma_adapter", "") or ""),
             "retriever": self.settings.value("models/retriever", "") or "",
             "load_in_4bit": str(self.settings.value("models/load_in_4bit", "false")).lower() == "true",
         }
@@ -113,7 +115,7 @@ class AppContext(QObject):
         return cfg
 
     def set_model_config(self, cfg: dict) -> None:
-        for key in ("lm", "encoder", "emma_adapter", "retriever"):
+        for key in ("lm", "encoder", "generator_adapter", "retriever"):
             self.settings.setValue(f"models/{key}", cfg.get(key, "") or "")
         self.settings.setValue("models/load_in_4bit", "true" if cfg.get("load_in_4bit") else "false")
         self.settings.sync()

@@ -8,7 +8,8 @@ models"; issue 5: a worker crash or out-of-memory ends the turn, not the app). T
 Requests (parent → worker), each with an integer ``id``::
 
     {"op": "info"}                                   → result: torch/CUDA/device facts, loaded models
-    {"op": "load"}                                   → loads the configured LM + encoder (progress), result: info
+    {"op": "list_systems"}                           → result: {"systems": [registry records as plain data]}
+    {"op": "load", "needs": [roles]?}                → loads the configured models of those roles (progress), result: info
     {"op": "prepare_models"}                         → builds the embedded default (progress), result: paths
     {"op": "create_agent", "agent": A, "system": S, "main": {name, job}, "options": {...}}
     {"op": "start_session", "agent": A, "partner": {name, job}, "index": i}
@@ -53,43 +54,6 @@ def _plan_dict(plan) -> dict:
             "reasons": list(getattr(plan, "reasons", []) or [])}
 
 
-def _find_store(agent):
-    """The agent's egocentric memory store (engine.memory), or None for memory-less systems."""
-    for name in ("memory", "store", "memories"):
-        store = getattr(agent, name, None)
-        if store is not None and hasattr(store, "graph"):
-            return store
-    return None
-
-
-def memory_snapshot_dict(agent) -> dict:
-    """The agent's memories and links as plain data (``desktop.memory_snapshot`` reads it).
-
-    Uses the ``engine.memory.MemoryStore`` API: live memories (tombstones excluded), their version
-    history (``created``/``edit``/``delete``/``restore`` entries), and the links of ``graph()``
-    (newer → older, attribute ``kind``).
-    """
-    store = _find_store(agent)
-    out = {"owner": getattr(getattr(agent, "main", None), "name", "") or getattr(store, "owner", ""),
-           "memories": [], "links": []}
-    if store is None:
-        return out
-    g = store.graph()
-    for node, attrs in g.nodes(data=True):
-        rec = {"id": str(node), "about": str(attrs.get("about", "")), "session": int(attrs.get("session", 0) or 0),
-               "text": str(attrs.get("text", "")), "source_turns": [], "versions": [],
-               "deleted": bool(attrs.get("deleted", False))}
-        if hasattr(store, "get"):
-            rec["source_turns"] = [str(t) for t in getattr(store.get(node), "source_turns", []) or []]
-        if hasattr(store, "history"):
-            rec["versions"] = [{k: v for k, v in h.items() if isinstance(v, (str, int, float, bool, type(None)))}
-                               for h in store.history(node)]
-        out["memories"].append(rec)
-    for src, dst, attrs in g.edges(data=True):
-        out["links"].append({"src": str(src), "dst": str(dst), "kind": str(attrs.get("kind", "related"))})
-    return out
-
-
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
@@ -101,9 +65,9 @@ class _Worker:
     def __init__(self, conn, config: dict):
         self.conn = conn
         self.config = dict(config)
-        self.lm = None
-        self.encoder = None
-        self.retriever = None  # the published EMMA retriever checkpoint, when configured
+        self.lm = None  # the generator role (engine.systems.registry.ROLES), shared by every agent
+        self.encoder = None  # the encoder role, loaded when a system's record needs it
+        self.retriever = None  # the published retriever checkpoint (a "retriever" component), when configured
         self.agents: dict = {}
         self.cancels: dict[str, tuple[int, threading.Event]] = {}  # agent → (respond request id, event)
         self.cancelled_requests: set = set()
@@ -198,7 +162,8 @@ class _Worker:
 
     def op_set_config(self, msg, rid):
         new = dict(msg.get("config", {}))
-        if any(new.get(k) != self.config.get(k) for k in ("lm", "encoder", "load_in_4bit")):
+        if any(new.get(k) != self.config.get(k)
+               for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever")):
             self.lm = self.encoder = self.retriever = None
             self.agents.clear()
         self.config = new
@@ -232,34 +197,42 @@ class _Worker:
         return info
 
     def op_load(self, msg, rid):
-        from engine.backbones import loading
+        """Load the models of the roles in ``needs`` (default: generator and encoder) that are not loaded yet."""
+        from engine.backbones import embedded, loading
 
+        needs = set(msg.get("needs") or ("generator", "encoder"))
         report = self.progress(rid)
-        from engine.backbones import embedded
-
         lm_id = self.config.get("lm") or ""
         enc_id = self.config.get("encoder") or str(embedded.default_encoder_path())
-        adapter, adapter_note = self.config.get("emma_adapter") or None, None
-        if not lm_id:  # the embedded default generator gets the default EMMA adapter (said in the reasons)
-            lm_id = str(embedded.default_lm_path())
-            if adapter is None:
-                found, adapter_note = embedded.default_adapter_dir()
-                adapter = str(found) if found else None
-        if self.lm is None:
+        adapter, adapter_note = self.config.get("generator_adapter") or None, None
+        if "generator" in needs and self.lm is None:
+            if not lm_id:  # the embedded default generator gets the default EMMA adapter (said in the reasons)
+                lm_id = str(embedded.default_lm_path())
+                if adapter is None:
+                    from engine.systems.emma.paths import find_default_adapter
+
+                    found, adapter_note = find_default_adapter()
+                    adapter = str(found) if found else None
             report("loading language model " + os.path.basename(lm_id.rstrip("/")), 0, 3)
             self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")), adapter=adapter)
             if adapter_note:
                 self.lm.plan.reasons.append(adapter_note)
-        if self.encoder is None:
+        if "encoder" in needs and self.encoder is None:
             report("loading encoder " + os.path.basename(enc_id.rstrip("/")), 1, 3)
             self.encoder = loading.load_encoder(enc_id)
-        if self.retriever is None and self.config.get("retriever"):
+        if "encoder" in needs and self.retriever is None and self.config.get("retriever"):
             from engine.systems.emma.retriever import load_retriever_checkpoint
 
-            report("loading EMMA retriever checkpoint", 2, 3)
+            report("loading retriever checkpoint", 2, 3)
             self.retriever = load_retriever_checkpoint(self.config["retriever"], enc_id)
         report("models loaded", 3, 3)
         return self.op_info(msg, rid)
+
+    def op_list_systems(self, msg, rid):
+        """The registry's records as plain data (docs/architecture.md, "The system registry")."""
+        from engine.systems import registry
+
+        return {"systems": [r.to_dict() for r in registry.systems()]}
 
     def op_prepare_models(self, msg, rid):
         from engine.backbones import embedded
@@ -268,19 +241,21 @@ class _Worker:
         return {"result": str(result) if result is not None else "", "info": self.op_info(msg, rid)}
 
     def op_create_agent(self, msg, rid):
-        if self.lm is None or self.encoder is None:
-            self.op_load(msg, rid)
-        from engine.systems.registry import make_agent
+        from engine.systems import registry
 
-        options = dict(msg.get("options") or {})
-        system = msg["system"]
-        if system in ("emma", "rag") and self.retriever is not None and "retriever" not in options:
-            options["retriever"] = self.retriever
-        agent = make_agent(system, self.lm, self.encoder, **options)
+        record = registry.get(msg["system"])
+        if any(getattr(self, attr) is None for role, attr in (("generator", "lm"), ("encoder", "encoder"))
+               if role in record.needs):
+            self.op_load({**msg, "needs": sorted(record.needs)}, rid)
+        models = registry.Models(generator=self.lm if "generator" in record.needs else None,
+                                 encoder=self.encoder if "encoder" in record.needs else None)
+        if self.retriever is not None and "encoder" in record.needs:
+            models.components["retriever"] = self.retriever
+        agent = registry.build_agent(record.name, models, **dict(msg.get("options") or {}))
         agent.main = _speaker(msg.get("main") or {"name": "Me"})
         self.agents[msg["agent"]] = agent
-        describe = agent.describe() if hasattr(agent, "describe") else {}
-        return {"agent": msg["agent"], "system": system, "describe": _plain(describe), "info": self.op_info(msg, rid)}
+        return {"agent": msg["agent"], "system": record.name, "describe": _plain(agent.describe()),
+                "info": self.op_info(msg, rid)}
 
     def op_drop_agent(self, msg, rid):
         self.agents.pop(msg.get("agent"), None)
@@ -318,53 +293,34 @@ class _Worker:
             with self.send_lock:
                 self.cancels.pop(name, None)
                 self.cancelled_requests.discard(rid)
-        rec = getattr(agent, "last_turn", None)
-        memory_ids = list(getattr(rec, "memory_ids", []) or [])
-        reply = getattr(rec, "reply", None) if rec is not None else None
-        given = []
-        if memory_ids:
-            snap = {m["id"]: m for m in memory_snapshot_dict(agent)["memories"]}
-            given = [snap.get(mid, {"id": mid, "about": "", "text": "", "session": -1}) for mid in memory_ids]
+        rec = agent.last_turn
+        reply = rec.reply if rec is not None else None
+        given = list(rec.given) if rec is not None else []
         return {"agent": name, "reply": reply if reply is not None else "".join(pieces),
-                "memory_ids": memory_ids, "memories": given,
+                "memory_ids": list(rec.memory_ids) if rec is not None else [], "memories": given,
                 "cancelled": bool(cancelled or getattr(rec, "cancelled", False)),
                 "seconds": time.perf_counter() - started}
 
     def op_rewind(self, msg, rid):
-        """Forget the session's turns from the ``turn``-th user turn on (regenerate / edit a turn).
-
-        Agents on the shared chat skeleton (``engine.systems.chat_agent.ChatAgent``) keep the
-        session log in ``agent.turns``; the later turns stay in the app as a branch.
-        """
-        agent = self.agent(msg)
+        """Forget the session's turns from the ``turn``-th user turn on (regenerate / edit a turn); the later
+        turns stay in the app as a branch (Agent.rewind)."""
         k = int(msg["turn"])
-        turns = getattr(agent, "turns", None)
-        if not isinstance(turns, list):
-            raise TypeError(f"agent {type(agent).__name__} cannot rewind a session")
-        partner = getattr(agent.partner, "name", None)
-        user_positions = [i for i, t in enumerate(turns) if t.speaker == partner]
-        if not 0 <= k <= len(user_positions):
-            raise IndexError(f"turn {k} is not in this session (it has {len(user_positions)} user turns)")
-        cut = user_positions[k] if k < len(user_positions) else len(turns)
-        del turns[cut:]
-        return {"turn": k, "kept": cut}
+        return {"turn": k, "kept": self.agent(msg).rewind(k)}
 
     def op_restore_turns(self, msg, rid):
-        """Put back this session's turns after a worker restart (the app keeps the transcript)."""
-        from engine.data.model import Turn
+        """Put back this session's turns after a worker restart (the app keeps the transcript; Agent.restore)."""
+        from engine.agent import Unsupported
 
-        agent = self.agent(msg)
-        if not isinstance(getattr(agent, "turns", None), list):
+        try:
+            return {"restored": self.agent(msg).restore(list(msg.get("turns", [])))}
+        except Unsupported:
             return {"restored": 0}
-        agent.turns[:] = [Turn(f"s{agent.session_index}t{i}", t["speaker"], t["text"], list(t.get("memory_ids", [])))
-                          for i, t in enumerate(msg.get("turns", []))]
-        return {"restored": len(agent.turns)}
 
     def op_end_session(self, msg, rid):
         agent = self.agent(msg)
         update = agent.end_session(progress=self.progress(rid))
         return {"update": update.to_dict() if hasattr(update, "to_dict") else _plain(update),
-                "memory": memory_snapshot_dict(agent), "state": _plain(agent.state())}
+                "memory": agent.memory_view(), "state": _plain(agent.state())}
 
     def op_state(self, msg, rid):
         return _plain(self.agent(msg).state())
@@ -372,26 +328,20 @@ class _Worker:
     def op_load_state(self, msg, rid):
         agent = self.agent(msg)
         agent.load_state(msg["state"])
-        return {"memory": memory_snapshot_dict(agent)}
+        return {"memory": agent.memory_view()}
 
     def op_memory(self, msg, rid):
-        return memory_snapshot_dict(self.agent(msg))
+        return self.agent(msg).memory_view()
 
     def op_edit_memory(self, msg, rid):
         agent = self.agent(msg)
-        store = _find_store(agent)
-        if store is None:
-            raise ValueError(f"agent {msg['agent']!r} keeps no egocentric memory")
-        store.edit(msg["memory"], msg["text"])
-        return memory_snapshot_dict(agent)
+        agent.edit_memory(msg["memory"], msg["text"])
+        return agent.memory_view()
 
     def op_delete_memory(self, msg, rid):
         agent = self.agent(msg)
-        store = _find_store(agent)
-        if store is None:
-            raise ValueError(f"agent {msg['agent']!r} keeps no egocentric memory")
-        store.delete(msg["memory"])
-        return memory_snapshot_dict(agent)
+        agent.delete_memory(msg["memory"])
+        return agent.memory_view()
 
 
 def _plain(obj):

@@ -1,8 +1,7 @@
 """A read-only picture of one agent's egocentric memory, for the memory page and graph.
 
-Built either from what the engine worker reports (``engine_worker.memory_snapshot_dict``: the
-``engine.memory`` store's ``graph()``) or from a saved episode (``memlab-episode/1``), so the
-page works on stored chats without the engine. Links point from the newer memory to the older
+Built either from what the engine worker reports (``Agent.memory_view()``, the shape of
+``engine.memory.view.store_view``) or from a saved episode (``memlab-episode/1``), so the page works on stored chats without the engine. Links point from the newer memory to the older
 (EMMA paper §3.3 "Memory Connection"); ``kind`` is ``related`` or ``update``.
 """
 

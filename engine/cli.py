@@ -8,7 +8,8 @@ AREA_MODULES = (
     "engine.backbones.cli",   # memlab models prepare|info
     "engine.data.corpus_cli",  # memlab corpus generate
     "engine.chat.cli",         # memlab chat
-    "engine.training.cli",     # memlab train emma-dialogue|emma-retriever
+    "engine.training.cli",     # memlab train <system trainer> (from the registry)
+    "engine.evaluation.cli",   # memlab eval responses (| compare)
 )
 
 

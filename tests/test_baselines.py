@@ -5,15 +5,15 @@ import pytest
 from engine.data.model import Speaker
 from engine.systems import generation as gen
 from engine.systems.generation import GenerationSettings
-from engine.systems.registry import AGENT_NAMES, make_agent
-from tiny_models import minilm, tiny_lm
+from engine.systems.registry import make_agent, names
+from tiny import minilm, tiny_lm
 
 ALICE, BOB, CAROL = Speaker("Alice", "teacher"), Speaker("Bob", "vet"), Speaker("Carol", "nurse")
 
 
 @pytest.fixture(scope="module", params=["causal", "seq2seq"])
 def lm(request):
-    return tiny_lm(request.param)
+    return tiny_lm({"causal": "llama", "seq2seq": "t5"}[request.param], tokenizer_kind="wordpiece")
 
 
 def _make(name, lm, **opts):
@@ -29,7 +29,7 @@ def _two_sessions(agent):
     return first
 
 
-@pytest.mark.parametrize("name", AGENT_NAMES)
+@pytest.mark.parametrize("name", names())
 def test_every_agent_chats_across_two_partners_and_resumes(name, lm):
     agent = _make(name, lm)
     _two_sessions(agent)
@@ -81,7 +81,7 @@ def test_rag_retrieves_raw_past_turns_by_similarity(lm):
 
 
 def test_unknown_agent_and_missing_encoder_are_clear_errors(lm):
-    with pytest.raises(ValueError, match="unknown agent"):
+    with pytest.raises(ValueError, match="unknown system"):
         make_agent("memgpt", lm)
     with pytest.raises(ValueError, match="needs a sentence encoder"):
         make_agent("rag", lm, None)

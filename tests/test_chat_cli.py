@@ -6,7 +6,7 @@ import pytest
 
 from engine.data.model import Speaker
 from engine.memory import MemoryStore
-from tiny_models import minilm, tiny_lm
+from tiny import minilm, tiny_lm
 
 FACT = "Bob adopted a kitten named Tom. (about Bob, from first session)"
 
@@ -14,7 +14,7 @@ FACT = "Bob adopted a kitten named Tom. (about Bob, from first session)"
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny-causal")
-    lm = tiny_lm("causal")
+    lm = tiny_lm("llama", tokenizer_kind="wordpiece")
     lm.model.save_pretrained(d)
     lm.tokenizer.save_pretrained(d)
     return d

@@ -11,7 +11,7 @@ from engine.systems import generation as gen
 from engine.systems.emma import formats
 from engine.systems.generation import GenerationSettings
 from engine.systems.registry import make_agent
-from tiny_models import minilm, tiny_lm
+from tiny import minilm, tiny_lm
 
 ALICE, BOB, CAROL = Speaker("Alice", "teacher"), Speaker("Bob", "vet"), Speaker("Carol", "nurse")
 KINDS = ["seq2seq", "causal"]
@@ -19,7 +19,7 @@ KINDS = ["seq2seq", "causal"]
 
 @pytest.fixture(scope="module", params=KINDS)
 def lm(request):
-    return tiny_lm(request.param)
+    return tiny_lm({"causal": "llama", "seq2seq": "t5"}[request.param], tokenizer_kind="wordpiece")
 
 
 def _agent(lm, **opts):

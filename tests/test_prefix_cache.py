@@ -8,7 +8,7 @@ import torch
 from engine.systems import generation as gen
 from engine.systems import prefix_cache
 from engine.systems.emma import formats
-from tiny_models import tiny_lm
+from tiny import tiny_lm
 
 PAIRS = [("Bob adopted a kitten named Tom. (about Bob, from second session)", "Bob likes dogs."),
          ("x y", "z"),
@@ -22,7 +22,7 @@ LABEL_SETS = [formats.LINK_LABELS, ("positive link here", "negative")]  # one-to
 @pytest.fixture()
 def lm():
     """A tiny random Llama-style model with sharpened weights, so outputs depend strongly on the context."""
-    lm = tiny_lm("causal", seed=3)
+    lm = tiny_lm("llama", tokenizer_kind="wordpiece", seed=3)
     with torch.no_grad():
         for p in lm.model.parameters():
             p.mul_(6)
@@ -99,18 +99,18 @@ def test_a_batch_sharing_the_newer_memory_extends_the_prefix(lm, monkeypatch):
 
 
 def test_fallbacks_say_why():
-    s2s = tiny_lm("seq2seq")
+    s2s = tiny_lm("t5", tokenizer_kind="wordpiece")
     stats = {}
     out = gen.score_labels(s2s, [formats.link_input(a, b) for a, b in PAIRS], formats.LINK_LABELS, stats=stats)
     assert out.shape == (len(PAIRS), 2) and "seq2seq" in stats["fallback"] and stats["prefix_tokens"] == 0
-    causal = tiny_lm("causal")
+    causal = tiny_lm("llama", tokenizer_kind="wordpiece")
     stats = {}
     gen.score_labels(causal, ["alpha beta", "gamma delta"], formats.LINK_LABELS, stats=stats)
     assert "shared prefix" in stats["fallback"] and stats["prefix_tokens"] == 0
 
 
 def test_link_prompt_puts_the_pair_last():
-    lm = tiny_lm("causal")
+    lm = tiny_lm("llama", tokenizer_kind="wordpiece")
     a, b = _prompts(lm, PAIRS[:2])
     n = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     assert a[:n].endswith("memory sentence1: ") and "positive" in a[:n] and "related?" in a[:n]

@@ -6,18 +6,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import training_tiny as tt
+import tiny as tt
 from engine.backbones.encoding import encode
 from engine.backbones.loading import load_encoder, load_lm
-from engine.training.checkpoints import (CheckpointError, adapter_summary, describe_retriever_checkpoint,
+from engine.systems.emma.checkpoints import (CheckpointError, adapter_summary, describe_retriever_checkpoint,
                                          load_retriever_checkpoint)
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("compat")
-    return {"t5": tt.t5_dir(root / "t5"), "bert": tt.bert_dir(root / "bert"),
-            "bert2": tt.bert_dir(root / "bert2", seed=1), "root": root}
+    return {"t5": tt.tiny_lm("t5", path=root / "t5"), "bert": tt.tiny_encoder(path=root / "bert"),
+            "bert2": tt.tiny_encoder(path=root / "bert2", seed=1), "root": root}
 
 
 @pytest.mark.slow

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-import training_tiny as tt
+import tiny as tt
 from engine.backbones.loading import load_lm
 from engine.data.episode_format import write_episodes
 from engine.systems.emma import formats
-from engine.training import emma_dialogue as ed
+from engine.systems.emma import train_dialogue as ed
 from engine.training.encoding import IGNORE
 from engine.training.loop import TrainConfig
 
@@ -17,7 +17,7 @@ from engine.training.loop import TrainConfig
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"t5": tt.t5_dir(root / "t5"), "llama": tt.llama_dir(root / "llama")}
+    return {"t5": tt.tiny_lm("t5", path=root / "t5"), "llama": tt.tiny_lm("llama", path=root / "llama", max_positions=2048, init_range=0.3)}
 
 
 def test_generation_examples_carry_tagged_memories_with_links_and_provenance():

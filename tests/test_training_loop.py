@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-import training_tiny as tt
+import tiny as tt
 from engine.backbones.loading import load_lm
 from engine.training import encoding
 from engine.training.lora import LoraSettings, attach_lora, target_modules_for
@@ -15,12 +15,12 @@ from engine.training.loop import LAST_DIR, PeftAdapterIO, TrainConfig, train
 
 @pytest.fixture(scope="module")
 def llama_path(tmp_path_factory):
-    return tt.llama_dir(tmp_path_factory.mktemp("llama"))
+    return tt.tiny_lm("llama", path=tmp_path_factory.mktemp("llama"), max_positions=2048, init_range=0.3)
 
 
 @pytest.fixture(scope="module")
 def t5_path(tmp_path_factory):
-    return tt.t5_dir(tmp_path_factory.mktemp("t5"))
+    return tt.tiny_lm("t5", path=tmp_path_factory.mktemp("t5"))
 
 
 def _examples(lm, n=6):

@@ -4,11 +4,11 @@ dialogue_encoder./memory_encoder. keys, recall@k before/after."""
 import pytest
 from safetensors import safe_open
 
-import training_tiny as tt
+import tiny as tt
 from engine.backbones.loading import load_encoder
 from engine.data.model import Episode, Memory, Session, Speaker, Turn
-from engine.training import emma_retriever as er
-from engine.training.checkpoints import load_retriever_checkpoint
+from engine.systems.emma import train_retriever as er
+from engine.systems.emma.checkpoints import load_retriever_checkpoint
 from engine.training.loop import TrainConfig
 
 TOPICS = [("cat", 0), ("marathon", 1), ("river", 2), ("violin", 3), ("book", 4), ("skiing", 5)]
@@ -33,7 +33,7 @@ def retrieval_episodes(n: int) -> list[Episode]:
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
-    return tt.bert_dir(tmp_path_factory.mktemp("bert"))
+    return tt.tiny_encoder(path=tmp_path_factory.mktemp("bert"))
 
 
 def test_queries_use_the_agents_context_and_only_earlier_memories():

@@ -1,6 +1,8 @@
 """Annotate: an annotator's blind, keyboard-first rating queue (MiSC human evaluation, EMMA paper §5).
 
-Sign in with a name and a group of a campaign (§5.1: groups rate independently). The queue is the
+Sign in with your account (created by the study owner, chosen from a list, optional PIN) and a
+group of a campaign (§5.1: groups rate independently); a reviewer account gets the review view
+(:mod:`desktop.widgets.review_panel`) once the campaign is closed. The queue is the
 annotator's own seeded order (:mod:`annotation.queue`); it opens at the first unfinished item, so
 closing the app and coming back resumes where you stopped. Keys: ``1``–``5`` rate a Likert
 criterion, ``P``/``F`` pass/fail, ``↑``/``↓`` (or Tab) pick the criterion, ``N``/``B`` next/back,
@@ -34,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-KEY_HELP = ("<b>Keys</b>: 1–5 rate · P pass · F fail · ↑/↓ criterion · N next · B back · C comment"
+KEY_HELP = ("<b>Keys</b>: 1–5 rate · P pass · F fail · ↑/↓ criterion · N next · B back · C comment · X flag"
             " — every rating is saved at once")
 
 LIKERT_KEYS = {getattr(Qt, f"Key_{i}"): i for i in range(1, 6)}
@@ -110,33 +112,42 @@ class CriterionCard(QFrame):
 
 
 class SignInPanel(QWidget):
-    """Campaign, name and group; nothing about other annotators is shown."""
+    """Campaign, your account (from the study's list — never typed, so "ann" and "Ann" cannot fork a
+    queue), its PIN when it has one, and your group. Nothing about other annotators' work is shown."""
 
-    sign_in = Signal(str, str, str)  # campaign, name, group
+    sign_in = Signal(str, str, str, str)  # campaign, account name, group, pin
 
     def __init__(self, parent=None):
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.addStretch(1)
         inner = QWidget()
-        inner.setMaximumWidth(520)
+        inner.setMaximumWidth(540)
         form = QFormLayout(inner)
-        title = QLabel("<h2>Annotate</h2><p>Sign in to your campaign. Your queue is your own: you will "
+        title = QLabel("<h2>Annotate</h2><p>Choose your campaign and your account. Your queue is your own: you will "
                        "not see anyone else's ratings, and every rating is saved the moment you give it.</p>")
         title.setWordWrap(True)
         form.addRow(title)
         self.campaign = QComboBox()
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("your name")
+        self.name = QComboBox()
+        self.name.setToolTip("Accounts are created by the study owner on the Studies page")
+        self.pin = QLineEdit()
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin.setPlaceholderText("this account has no PIN")
         self.group = QComboBox()
+        self.group_note = QLabel()
+        self.group_note.setStyleSheet("color: #555")
+        self.group_note.setWordWrap(True)
         self.start = QPushButton("Start rating")
         self.start.setDefault(True)
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #c53030")
         form.addRow("Campaign", self.campaign)
-        form.addRow("Name", self.name)
+        form.addRow("Account", self.name)
+        form.addRow("PIN", self.pin)
         form.addRow("Group", self.group)
+        form.addRow("", self.group_note)
         form.addRow(self.start)
         form.addRow(self.error)
         row = QHBoxLayout()
@@ -146,39 +157,91 @@ class SignInPanel(QWidget):
         box.addLayout(row)
         box.addStretch(2)
         self.start.clicked.connect(self._go)
-        self.name.returnPressed.connect(self._go)
+        self.pin.returnPressed.connect(self._go)
         self._groups: dict[str, list[str]] = {}
-        self.campaign.currentTextChanged.connect(self._fill_groups)
+        self._accounts: dict[str, object] = {}
+        self._membership = None  # callable(campaign, name) -> group | None
+        self.campaign.currentTextChanged.connect(lambda _t: self._fill_groups())
+        self.name.currentIndexChanged.connect(lambda _i: self._account_changed())
 
-    def set_campaigns(self, campaigns: list, message: str = "") -> None:
-        current = self.campaign.currentText()
+    def set_campaigns(self, campaigns: list, accounts: list | None = None, message: str = "", membership=None) -> None:
+        current, who = self.campaign.currentText(), self.name.currentData()
         self._groups = {c.name: list(c.groups) for c in campaigns}
+        self._membership = membership
         self.campaign.blockSignals(True)
         self.campaign.clear()
-        self.campaign.addItems([c.name for c in campaigns])
+        for c in campaigns:
+            closed = " (closed)" if getattr(c, "closed_at", None) else ""
+            self.campaign.addItem(c.name + closed, c.name)
         self.campaign.blockSignals(False)
-        if current in self._groups:
-            self.campaign.setCurrentText(current)
-        self._fill_groups(self.campaign.currentText())
-        self.start.setEnabled(bool(campaigns))
+        if current:
+            self.campaign.setCurrentIndex(max(self.campaign.findData(current.replace(" (closed)", "")), 0))
+        self.name.blockSignals(True)
+        self.name.clear()
+        self._accounts = {a.name: a for a in accounts or []}
+        for a in accounts or []:
+            self.name.addItem(a.name + (" — reviewer" if a.role == "reviewer" else ""), a.name)
+        self.name.blockSignals(False)
+        if who in self._accounts:
+            self.name.setCurrentIndex(self.name.findData(who))
+        self._account_changed()
+        self.start.setEnabled(bool(campaigns) and bool(accounts))
+        if not message and campaigns and not accounts:
+            message = "This study has no annotator accounts yet; the study owner adds them on the Studies page."
         self.error.setText(message)
 
-    def _fill_groups(self, campaign: str) -> None:
+    def campaign_name(self) -> str:
+        return self.campaign.currentData() or ""
+
+    def select(self, campaign: str | None = None, name: str | None = None, group: str | None = None) -> None:
+        if campaign:
+            i = self.campaign.findData(campaign)
+            if i >= 0:
+                self.campaign.setCurrentIndex(i)
+        if name:
+            i = self.name.findData(name)
+            if i >= 0:
+                self.name.setCurrentIndex(i)
+        if group and self.group.isEnabled():
+            self.group.setCurrentText(group)
+
+    def _account_changed(self) -> None:
+        acc = self._accounts.get(self.name.currentData())
+        has_pin = bool(acc and acc.has_pin)
+        self.pin.setEnabled(has_pin)
+        self.pin.clear()
+        self.pin.setPlaceholderText("your PIN" if has_pin else "this account has no PIN")
+        self._fill_groups()
+
+    def _fill_groups(self) -> None:
+        campaign, name = self.campaign_name(), self.name.currentData()
+        acc = self._accounts.get(name)
         current = self.group.currentText()
         self.group.clear()
         self.group.addItems(self._groups.get(campaign, []))
-        if current:
-            self.group.setCurrentText(current)
+        fixed = self._membership(campaign, name) if (self._membership and campaign and name) else None
+        if acc is not None and acc.role == "reviewer":
+            self.group.setEnabled(False)
+            self.group_note.setText("Reviewers see every group's ratings once the owner closes the campaign.")
+        elif fixed:
+            self.group.setCurrentText(fixed)
+            self.group.setEnabled(False)
+            self.group_note.setText(f"You rate in group {fixed} of this campaign (groups are independent).")
+        else:
+            self.group.setEnabled(True)
+            if current:
+                self.group.setCurrentText(current)
+            self.group_note.setText("Pick the group the study owner put you in; you cannot switch later.")
 
     def _go(self) -> None:
-        name = self.name.text().strip()
-        if not name:
-            self.error.setText("Type your name.")
-            return
-        if not self.campaign.currentText():
+        name = self.name.currentData()
+        if not self.campaign_name():
             self.error.setText("This study has no campaign yet; the study owner creates one on the Studies page.")
             return
-        self.sign_in.emit(self.campaign.currentText(), name, self.group.currentText())
+        if not name:
+            self.error.setText("Choose your account (the study owner adds accounts on the Studies page).")
+            return
+        self.sign_in.emit(self.campaign_name(), name, self.group.currentText(), self.pin.text())
 
 
 class RatingPanel(QWidget):
@@ -229,10 +292,13 @@ class RatingPanel(QWidget):
         self.back_btn = QPushButton("◀ Back (B)")
         self.next_btn = QPushButton("Next (N) ▶")
         self.comment_btn = QPushButton("Comment (C)")
-        for b in (self.back_btn, self.next_btn, self.comment_btn):
+        self.flag_btn = QPushButton("Flag item (X)")
+        self.flag_btn.setToolTip("Tell the reviewer this item is broken, unclear or cannot be rated")
+        for b in (self.back_btn, self.next_btn, self.comment_btn, self.flag_btn):
             b.setFocusPolicy(Qt.NoFocus)
         nav.addWidget(self.back_btn)
         nav.addWidget(self.comment_btn)
+        nav.addWidget(self.flag_btn)
         nav.addWidget(self.next_btn)
         self.saved_label = QLabel()
         self.saved_label.setWordWrap(True)
@@ -259,6 +325,7 @@ class RatingPanel(QWidget):
         self.back_btn.clicked.connect(lambda: self.key_action.emit("back", None))
         self.next_btn.clicked.connect(lambda: self.key_action.emit("next", None))
         self.comment_btn.clicked.connect(lambda: self.key_action.emit("comment", None))
+        self.flag_btn.clicked.connect(lambda: self.key_action.emit("flag", None))
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 — Qt API
         key = event.key()
@@ -276,6 +343,8 @@ class RatingPanel(QWidget):
             self.key_action.emit("back", None)
         elif key == Qt.Key_C:
             self.key_action.emit("comment", None)
+        elif key == Qt.Key_X:
+            self.key_action.emit("flag", None)
         elif key == Qt.Key_Up:
             self.key_action.emit("up", None)
         elif key == Qt.Key_Down:
@@ -314,11 +383,15 @@ class AnnotatePage(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.sign_in_panel)
         self.stack.addWidget(self.panel)
+        from desktop.widgets.review_panel import ReviewPanel
+
+        self.review_panel = ReviewPanel()
+        self.review_panel.sign_out.clicked.connect(self.sign_out)
+        self.stack.addWidget(self.review_panel)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.stack)
 
-        self.sign_in_panel.name.setText(str(ctx.settings.value("annotate/name", "") or ""))
         self.sign_in_panel.sign_in.connect(self.sign_in)
         self.panel.sign_out.clicked.connect(self.sign_out)
         self.panel.key_action.connect(self._on_key)
@@ -345,22 +418,24 @@ class AnnotatePage(QWidget):
         if not self.ctx.study_path:
             self.sign_in_panel.set_campaigns([], "No study is open. Open one from the Study menu or the Studies page.")
             return
-        from annotation.campaigns import list_campaigns
+        from annotation.accounts import list_accounts
+        from annotation.campaigns import annotator_group, list_campaigns
         from annotation.db import StudyError
 
         try:
-            campaigns = list_campaigns(self._open())
+            study = self._open()
+            campaigns = list_campaigns(study)
+            accounts = list_accounts(study)
         except StudyError as e:
-            self.sign_in_panel.set_campaigns([], str(e))
+            self.sign_in_panel.set_campaigns([], [], str(e))
             return
-        self.sign_in_panel.set_campaigns(campaigns, "" if campaigns else
-                                         "This study has no campaign yet; the study owner creates one on the Studies page.")
-        last = self.ctx.settings.value("annotate/campaign", "")
-        if last and last in [c.name for c in campaigns]:
-            self.sign_in_panel.campaign.setCurrentText(last)
-        group = self.ctx.settings.value("annotate/group", "")
-        if group:
-            self.sign_in_panel.group.setCurrentText(group)
+        self.sign_in_panel.set_campaigns(
+            campaigns, accounts,
+            "" if campaigns else "This study has no campaign yet; the study owner creates one on the Studies page.",
+            membership=lambda c, n: annotator_group(study, c, n))
+        self.sign_in_panel.select(self.ctx.settings.value("annotate/campaign", "") or None,
+                                  self.ctx.settings.value("annotate/name", "") or None,
+                                  self.ctx.settings.value("annotate/group", "") or None)
 
     def on_shown(self) -> None:
         if self.stack.currentWidget() is self.sign_in_panel:
@@ -369,17 +444,29 @@ class AnnotatePage(QWidget):
             self.panel.setFocus()
 
     # -- sign in / out -------------------------------------------------------------------------
-    def sign_in(self, campaign: str, name: str, group: str) -> bool:
-        from annotation.campaigns import add_annotator
+    def sign_in(self, campaign: str, name: str, group: str, pin: str | None = None) -> bool:
+        """Sign ``name`` (an existing account, any case) in; a reviewer gets the review view."""
+        from annotation.accounts import check_pin, find_annotator, get_account
+        from annotation.campaigns import add_annotator, annotator_group
         from annotation.db import StudyError
         from annotation.queue import next_item
-        from desktop.study_queries import annotator_group
 
         study = self._open()
         if study is None:
             self.sign_in_panel.error.setText("No study is open.")
             return False
         try:
+            found = find_annotator(study, name)
+            if found is None:
+                self.sign_in_panel.error.setText(
+                    f"There is no account {name!r} in this study. The study owner adds accounts on the Studies page.")
+                return False
+            name = found[1]
+            if not check_pin(study, name, pin or None):
+                self.sign_in_panel.error.setText("Wrong PIN for this account.")
+                return False
+            if get_account(study, name).role == "reviewer":
+                return self._sign_in_reviewer(campaign, name)
             current = annotator_group(study, campaign, name)
             if current is None:
                 add_annotator(study, name, group, campaign)
@@ -397,6 +484,9 @@ class AnnotatePage(QWidget):
             self.ctx.settings.setValue(f"annotate/{key}", value)
         self.sign_in_panel.error.setText("")
         self.panel.who.setText(f"<b>{_esc(campaign)}</b> · {_esc(name)} (group {_esc(group)})")
+        self.panel.next_btn.setEnabled(True)
+        self.panel.comment_btn.setEnabled(True)
+        self.panel.flag_btn.setEnabled(True)
         self.stack.setCurrentWidget(self.panel)
         if nxt is None:
             self._show_done()
@@ -405,14 +495,32 @@ class AnnotatePage(QWidget):
         self.panel.setFocus()
         return True
 
+    def _sign_in_reviewer(self, campaign: str, name: str) -> bool:
+        from annotation.db import StudyError
+        from annotation.review import review_items
+
+        try:
+            items = review_items(self._study, campaign, name)
+        except StudyError as e:
+            self.sign_in_panel.error.setText(str(e))
+            return False
+        self.campaign, self.annotator, self.group = campaign, name, None
+        self.ctx.settings.setValue("annotate/name", name)
+        self.ctx.settings.setValue("annotate/campaign", campaign)
+        self.sign_in_panel.error.setText("")
+        self.review_panel.load(self._study, campaign, name, items, self._episode)
+        self.stack.setCurrentWidget(self.review_panel)
+        return True
+
     def sign_out(self) -> None:
         self.campaign = self.annotator = self.group = None
         self.item = None
         self.stack.setCurrentWidget(self.sign_in_panel)
+        self.refresh_campaigns() if self.ctx.study_path and self._study is not None else None
 
     # -- queue ---------------------------------------------------------------------------------
     def _episode(self, episode_id: str):
-        from desktop.study_queries import load_episode
+        from annotation.content import load_episode
 
         if episode_id not in self._episodes:
             self._episodes[episode_id] = load_episode(self._study, episode_id)
@@ -422,13 +530,15 @@ class AnnotatePage(QWidget):
         from annotation.queue import queue_status
 
         st = queue_status(self._study, self.campaign, self.annotator)
-        self.panel.progress_label.setText(f"{st.done} / {st.total}")
+        self.panel.progress_label.setText(f"{st.done} of {st.total} done")
+        self.panel.progress_label.setToolTip("Items where you have rated every criterion")
         self.panel.progress.setMaximum(max(st.total, 1))
         self.panel.progress.setValue(st.done)
         self.status = st
 
     def show_index(self, index: int) -> None:
-        from desktop.study_queries import item_ref, queue_item_at
+        from annotation.queue import queue_item_at
+        from desktop.widgets.item_views import item_ref
 
         self.item = queue_item_at(self._study, self.campaign, self.annotator, index)
         self.index = index
@@ -436,7 +546,11 @@ class AnnotatePage(QWidget):
         self.panel.item_view.show_item(self._episode(ref.episode_id), ref)
         self.panel.left.setCurrentWidget(self.panel.item_view)
         self._build_cards()
-        self.panel.position_label.setText(f"item {self.item.position} of {self.item.total}")
+        self.panel.position_label.setText(f"Item {self.item.position} of {self.item.total}")
+        self.panel.position_label.setToolTip("Where you are in your queue (Back/Next move through it)")
+        self.panel.next_btn.setEnabled(True)
+        self.panel.comment_btn.setEnabled(True)
+        self.panel.flag_btn.setEnabled(True)
         self.panel.back_btn.setEnabled(index > 0)
         self.panel.saved_label.setText("")
         self._pending_comment = ""
@@ -452,8 +566,12 @@ class AnnotatePage(QWidget):
             f"<h2>Queue finished</h2><p>You rated all {self.status.total} items. Thank you!</p>"
             "<p>Press B to go back and review your ratings.</p>")
         self.panel.left.setCurrentWidget(self.panel.done_label)
-        self.panel.position_label.setText("")
+        self.panel.position_label.setText("Queue finished")
+        self.panel.saved_label.setText("")  # the last item's hint no longer applies
         self.panel.back_btn.setEnabled(self.status.total > 0)
+        self.panel.next_btn.setEnabled(False)
+        self.panel.comment_btn.setEnabled(False)
+        self.panel.flag_btn.setEnabled(False)
 
     def _build_cards(self) -> None:
         lay = self.panel.cards_layout
@@ -507,6 +625,8 @@ class AnnotatePage(QWidget):
             self.back()
         elif action == "comment":
             self.ask_comment()
+        elif action == "flag":
+            self.ask_flag()
         elif action in ("up", "down"):
             self._set_active(self.active + (1 if action == "down" else -1))
         elif action in ("rate", "pass") and self.cards:
@@ -573,6 +693,29 @@ class AnnotatePage(QWidget):
         else:
             self._pending_comment = text
             self.panel.saved_label.setText("Comment kept: it is saved with your next rating on this item.")
+
+    def ask_flag(self) -> None:
+        if self.item is None:
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Flag this item",
+                                                 "What is wrong with it? (the reviewer sees this after rating closes)")
+        if ok:
+            self.flag(text.strip())
+
+    def flag(self, note: str = "") -> int | None:
+        """Flag the current item for the reviewer (stored at once, append-only)."""
+        from annotation.db import StudyError
+        from annotation.review import flag_item
+
+        if self.item is None:
+            return None
+        try:
+            fid = flag_item(self._study, self.campaign, self.annotator, self.item.item_id, note)
+        except StudyError as e:
+            self.panel.saved_label.setText(f"<span style='color:#c53030'>Not flagged: {_esc(e)}</span>")
+            return None
+        self.panel.saved_label.setText("<span style='color:#2f855a'>Flagged for the reviewer.</span>")
+        return fid
 
     def can_close(self) -> bool:
         return True

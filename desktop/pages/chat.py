@@ -19,18 +19,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QMenu, QDialog, QDialogButt
                                QInputDialog, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                QPushButton, QTextBrowser, QToolButton, QVBoxLayout, QWidget)
 
-from desktop import chat_store
+from desktop import chat_store, systems
 from desktop.agent_session import AgentSession
 from desktop.chat_model import ChatDocument, ChatTurn
 from desktop.memory_snapshot import MemorySnapshot
-
-SYSTEMS = (("emma", "EMMA"), ("summary", "Summary baseline"), ("rag", "RAG baseline"),
-           ("full-history", "Full history"), ("no-memory", "No memory"))
-SYSTEM_HELP = {"emma": "EMMA: egocentric memories about each speaker, linked across sessions (EMMA paper §4)",
-               "summary": "session summaries instead of egocentric memory (the EMMA paper's ablation)",
-               "rag": "raw past turns retrieved by similarity",
-               "full-history": "the whole history in the prompt, newest kept when it does not fit",
-               "no-memory": "no memory between sessions"}
 
 ENGINE_MISSING = ("<b>The engine is not installed</b> (PyTorch is missing), so live chat is off. "
                   "Annotation and studies work without it. To chat, install the engine: "
@@ -116,9 +108,7 @@ class ChatPage(QWidget):
         root = QVBoxLayout(self)
         top = QHBoxLayout()
         self.system = QComboBox()
-        for i, (key, label) in enumerate(SYSTEMS):
-            self.system.addItem(label, key)
-            self.system.setItemData(i, SYSTEM_HELP[key], Qt.ItemDataRole.ToolTipRole)
+        systems.fill_combo(self.system)
         self.main_name = QLineEdit(self.ctx.settings.value("chat/main_name", "Alice"))
         self.main_job = QLineEdit(self.ctx.settings.value("chat/main_job", "teacher"))
         self.main_name.setPlaceholderText("agent's name")
@@ -486,7 +476,7 @@ class ChatPage(QWidget):
                 links = ", ".join(f"<a href='mem:{html.escape(m['id'])}'>"
                                   f"{html.escape(textwrap.shorten(memory_label(m), 110))}</a>" for m in t.memories)
                 out.append(f"<p class='mem'>memories given: {links}</p>")
-            elif self.doc.system in ("emma", "summary", "rag"):
+            elif systems.shows_memory(self.doc.system):
                 out.append("<p class='mem'>memories given: none</p>")
         return "".join(out)
 

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QGroupBox, QHBoxLa
 from desktop import compare_store
 from desktop.agent_session import AgentSession
 from desktop.leaderboard import leaderboard
-from desktop.pages.chat import CSS, ENGINE_MISSING, SYSTEMS, PartnerDialog, speaker_label
+from desktop import systems
+from desktop.pages.chat import CSS, ENGINE_MISSING, PartnerDialog, speaker_label
 
 VOTES = (("left", "Left better"), ("right", "Right better"), ("tie", "Tie"), ("both_bad", "Both bad"))
 
@@ -41,7 +42,7 @@ class Panel(QGroupBox):
         session.token.connect(self._token)
 
     def set_title(self, reveal: bool):
-        label = dict(SYSTEMS).get(self.system, self.system)
+        label = systems.label(self.system)
         self.setTitle(f"{self.letter} — {label}" if reveal else f"{self.letter}")
 
     def _token(self, piece):
@@ -103,12 +104,11 @@ class ComparePage(QWidget):
         setup.addWidget(QLabel("Agents"))
         setup.addWidget(self.count)
         self.pickers = []
-        defaults = ["emma", "summary", "rag", "no-memory"]
+        defaults = systems.compare_defaults(4)
         for i in range(4):
             c = QComboBox()
-            for key, label in SYSTEMS:
-                c.addItem(label, key)
-            c.setCurrentIndex(c.findData(defaults[i]))
+            systems.fill_combo(c)
+            c.setCurrentIndex(c.findData(defaults[i % len(defaults)]) if defaults else -1)
             c.setMinimumContentsLength(12)
             c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             self.pickers.append(c)
@@ -371,7 +371,7 @@ class ComparePage(QWidget):
         rows = leaderboard([(v["left"], v["right"], v["outcome"]) for v in votes])
         self.board.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = [dict(SYSTEMS).get(row.system, row.system), f"{row.rating:.0f}",
+            cells = [systems.label(row.system), f"{row.rating:.0f}",
                      f"{row.low:.0f} – {row.high:.0f}", str(row.games), str(row.wins), str(row.losses), str(row.ties)]
             for c, v in enumerate(cells):
                 item = QTableWidgetItem(v)

@@ -18,7 +18,7 @@ from desktop.pages.chat import ENGINE_MISSING
 
 PATH_FIELDS = (("lm", "Backbone (generator)", "dir", "Hugging Face id or model directory; empty = embedded SmolLM2"),
                ("encoder", "Encoder (retriever)", "dir", "BERT-family id or directory; empty = embedded MiniLM"),
-               ("emma_adapter", "EMMA adapter", "dir", "published/trained EMMA LoRA adapter directory; empty = the shipped adapter (embedded SmolLM2 only)"),
+               ("generator_adapter", "Generator adapter", "dir", "LoRA adapter on the generator, e.g. a published/trained EMMA dialogue adapter; empty = the shipped EMMA adapter (embedded SmolLM2 only)"),
                ("retriever", "EMMA retriever", "file", "published retriever checkpoint, .safetensors (optional)"))
 
 
@@ -198,10 +198,10 @@ class ModelsPage(QWidget):
                 out.append(f"<li>all-MiniLM-L6-v2: {html.escape(str(encd.get('path', encd.get('detail', ''))))}</li>")
             out.append("</ul>")
         cfg = info.get("config") or {}
-        if cfg.get("emma_adapter") or cfg.get("retriever"):
-            out.append("<p><b>EMMA checkpoints</b></p><ul>")
-            if cfg.get("emma_adapter"):
-                out.append(f"<li>adapter: {html.escape(cfg['emma_adapter'])}</li>")
+        if cfg.get("generator_adapter") or cfg.get("retriever"):
+            out.append("<p><b>Checkpoints</b></p><ul>")
+            if cfg.get("generator_adapter"):
+                out.append(f"<li>generator adapter: {html.escape(cfg['generator_adapter'])}</li>")
             if cfg.get("retriever"):
                 out.append(f"<li>retriever: {html.escape(cfg['retriever'])}</li>")
             out.append("</ul>")

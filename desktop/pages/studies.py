@@ -366,7 +366,7 @@ class StudiesPage(QWidget):
             self.campaign_combo.clear()
             return
         from annotation.campaigns import list_campaigns
-        from desktop.study_queries import content_counts, episode_sources
+        from annotation.content import content_counts, episode_sources
 
         counts = content_counts(study)
         self.counts_label.setText(
@@ -477,7 +477,7 @@ class StudiesPage(QWidget):
                         groups: int | None = None, overlap: str | None = None, unit: str | None = None,
                         sample: int | None = None):
         from annotation.campaigns import create_campaign
-        from desktop.study_queries import episode_ids
+        from annotation.content import episode_ids
 
         name = (name if name is not None else self.c_name.text()).strip()
         preset = preset or self.c_preset.currentData()
@@ -528,7 +528,7 @@ class StudiesPage(QWidget):
             fill_table(self.member_table, ["Annotator", "Group", "Progress"], [])
             fill_table(self.group_progress_table, ["Group", "Annotators", "Progress"], [])
             return
-        from desktop.study_queries import campaign_progress
+        from annotation.queue import campaign_progress
 
         members = campaign_progress(self._open(), campaign)
         pct = lambda d, t: f"{d} / {t} ({100 * d / t:.0f}%)" if t else "0 / 0"

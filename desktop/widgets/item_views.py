@@ -62,6 +62,23 @@ class ItemRef:
     extra: dict = field(default_factory=dict)
 
 
+def item_ref(target: str, content: dict) -> ItemRef:
+    """An :class:`ItemRef` from :func:`annotation.queue.item_content`'s dict."""
+    ep = content["episode"]
+    if target == "episode":
+        return ItemRef("episode", ep)
+    if target == "session":
+        return ItemRef("session", ep, session=content["session"]["idx"])
+    if target == "memory":
+        return ItemRef("memory", ep, memory_id=content["memory"]["id"])
+    if target == "link":
+        return ItemRef("link", ep, memory_id=content["newer"]["id"], other_memory_id=content["older"]["id"],
+                       link_kind=content.get("kind"))
+    if target == "tag":
+        return ItemRef("tag", ep, memory_id=content["memory"]["id"], turn_id=content["utterance"]["id"])
+    raise ValueError(f"unknown item target {target!r}")
+
+
 def speaker_colour(episode: Episode, name: str) -> str:
     if name == episode.main.name:
         return MAIN_COLOUR
@@ -103,17 +120,54 @@ def transcript_html(episode: Episode, session: Session, *, highlight: set[str] =
     return "<table width='100%' cellspacing='0'>" + "".join(rows) + "</table>"
 
 
+def given_memory_ids(episode: Episode) -> set[str]:
+    """Memories given before the conversation (persona lines); see :func:`annotation.content.given_memory_ids`."""
+    from annotation.content import given_memory_ids as given
+
+    return given(episode)
+
+
 def memory_box_html(episode: Episode, memory: Memory, *, label: str = "") -> str:
     about = memory.about
     whose = "self" if about == episode.main.name else about
     caption = f"{_esc(label)} · " if label else ""
+    origin = ("persona line, given before the conversation" if memory.id in given_memory_ids(episode)
+              else f"formed in session {memory.session + 1}")
     return (
         f"<table width='100%' cellpadding='8' style='background:#f1f5fb; border:1px solid #b9c6da'>"
         f"<tr><td><div style='color:#555; font-size:9pt'>{caption}{_esc(episode.main.name)}'s memory about "
-        f"<b style='color:{speaker_colour(episode, about)}'>{_esc(whose)}</b> · "
-        f"formed in session {memory.session + 1}</div>"
+        f"<b style='color:{speaker_colour(episode, about)}'>{_esc(whose)}</b> · {origin}</div>"
         f"<div style='font-size:13pt; margin-top:4px'>{_esc(memory.text)}</div></td></tr></table>"
     )
+
+
+def context_html(episode: Episode, before_session: int | None) -> str:
+    """What the speakers bring to a session: the persona lines given before the conversation and
+    the main speaker's memories from earlier sessions — what Consistency ("no contradiction in
+    dialogue and memory", MiSC Appendix F) is judged against. Empty when there is none."""
+    given = given_memory_ids(episode)
+    persona = [m for m in episode.memories if m.id in given]
+    earlier = [m for m in episode.memories if m.id not in given
+               and (before_session is not None and m.session < before_session)]
+    if not persona and not earlier:
+        return ""
+    parts = []
+    by_about: dict[str, list[Memory]] = {}
+    for m in persona:
+        by_about.setdefault(m.about, []).append(m)
+    for about, ms in by_about.items():
+        whose = f"{_esc(episode.main.name)}'s persona" if about == episode.main.name else f"{_esc(about)}'s persona"
+        lines = "".join(f"<li>{_esc(m.text)}</li>" for m in ms)
+        parts.append(f"<div><b style='color:{speaker_colour(episode, about)}'>{whose}</b> "
+                     f"<span style='color:#666'>(given before the conversation)</span><ul style='margin:2px 0 4px 0'>{lines}</ul></div>")
+    if earlier:
+        lines = "".join(f"<li><span style='color:#666'>session {m.session + 1}, about {_esc(m.about)}:</span> "
+                        f"{_esc(m.text)}</li>" for m in earlier)
+        parts.append(f"<div><b>{_esc(episode.main.name)}'s memories from earlier sessions</b>"
+                     f"<ul style='margin:2px 0 4px 0'>{lines}</ul></div>")
+    return ("<div style='background:#f7f9fc; border:1px solid #d5dde8; padding:6px'>"
+            "<div style='color:#555; font-size:9pt'>Context for this item — check the dialogue against it</div>"
+            + "".join(parts) + "</div>")
 
 
 class _HtmlView(QTextBrowser):
@@ -135,15 +189,24 @@ class TranscriptView(QWidget):
         self.header = QLabel()
         self.header.setWordWrap(True)
         self.header.setTextFormat(Qt.RichText)
+        self.context = _HtmlView()
+        self.context.setMaximumHeight(150)
         self.body = _HtmlView()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.header)
+        lay.addWidget(self.context)
         lay.addWidget(self.body, 1)
+
+    def _set_context(self, episode: Episode, before_session: int | None) -> None:
+        text = context_html(episode, before_session)
+        self.context.setHtml(text)
+        self.context.setVisible(bool(text))
 
     def show_session(self, episode: Episode, index: int) -> None:
         session = episode.sessions[index]
         self.header.setText(session_header_html(episode, session))
+        self._set_context(episode, index)
         self.body.setHtml(transcript_html(episode, session))
 
     def show_episode(self, episode: Episode) -> None:
@@ -151,6 +214,7 @@ class TranscriptView(QWidget):
         self.header.setText(
             f"<div style='font-size:11pt'><b>Episode</b> · {len(episode.sessions)} sessions · "
             f"<span style='color:{MAIN_COLOUR}'>{_esc(episode.main.label())}</span> with {partners}</div>")
+        self._set_context(episode, None)
         parts = [f"<div style='margin-top:10px'>{session_header_html(episode, s)}</div>{transcript_html(episode, s)}"
                  for s in episode.sessions]
         self.body.setHtml("".join(parts))
@@ -178,8 +242,15 @@ class MemorySentenceView(QWidget):
         memory = episode.memory(memory_id)
         session = episode.sessions[memory.session]
         self.memory_box.setText(memory_box_html(episode, memory))
-        marked = " (highlighted: the turns it summarises)" if memory.source_turns else ""
-        self.source_header.setText("<b>Source session</b>" + marked + "<br>" + session_header_html(episode, session))
+        if memory.id in given_memory_ids(episode):
+            note = ("<b>Persona line</b> — given to the speaker before the conversation, not summarised from any turn; "
+                    "no turns are highlighted. The conversation is shown so you can judge it as a memory.")
+        elif memory.source_turns:
+            note = "<b>Source session</b> (highlighted: the turns it summarises)"
+        else:
+            note = ("<b>Source session</b> — no source turns were recorded for this memory; judge it against the "
+                    "whole session")
+        self.source_header.setText(note + "<br>" + session_header_html(episode, session))
         self.body.setHtml(transcript_html(episode, session, highlight=set(memory.source_turns)))
 
 

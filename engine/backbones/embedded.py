@@ -317,23 +317,3 @@ def default_status() -> dict:
     except ModelNotFoundError as e:
         status["encoder"] = {"found": False, "detail": str(e)}
     return status
-
-
-SHIPPED_ADAPTERS = Path(__file__).resolve().parents[2] / "assets" / "adapters"
-DEFAULT_ADAPTER_NAME = "emma-" + LM_DIRNAME
-
-
-def default_adapter_dir() -> tuple[Path | None, str]:
-    """The EMMA LoRA adapter to put on the embedded generator by default, and why that one.
-
-    A user-trained adapter (``memlab train emma-dialogue`` writes ``<home>/adapters/emma-smollm2-135m-instruct``)
-    wins over the one MemLab ships in ``assets/adapters`` (trained by the same command on the starter corpus).
-    ``(None, reason)`` when neither exists.
-    """
-    user = memlab_home() / "adapters" / DEFAULT_ADAPTER_NAME
-    if (user / "adapter_config.json").is_file():
-        return user, f"EMMA adapter trained on this machine: {user}"
-    shipped = SHIPPED_ADAPTERS / DEFAULT_ADAPTER_NAME
-    if (shipped / "adapter_config.json").is_file():
-        return shipped, f"EMMA adapter shipped with MemLab (trained on the starter corpus): {shipped}"
-    return None, "no EMMA adapter found; the generator runs without one (train one: memlab train emma-dialogue)"

@@ -16,14 +16,19 @@ import sys
 from pathlib import Path
 
 from engine.data.model import Speaker
-
-AGENTS = ("emma", "no-memory", "full-history", "summary", "rag")
+from engine.systems import registry
 
 
 def register(sub) -> None:
+    systems = registry.systems()
+    listing = "\n".join(f"  {r.name:14} {r.help}" for r in systems)
     p = sub.add_parser("chat", help="chat with an agent in the terminal (mixed-session: /partner switches)",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("--agent", choices=AGENTS, default="emma")
+                       description=__doc__ + "\nSystems (--agent):\n" + listing,
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--agent", choices=[r.name for r in systems], default=systems[0].name if systems else None,
+                   help="the system to chat with (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a system option (repeatable), e.g. --set k=5; see the system's record for its options")
     p.add_argument("--main", default="Alice:teacher", help='the agent\'s own speaker, "NAME:JOB"')
     p.add_argument("--partner", help='first session\'s partner, "NAME:JOB"')
     p.add_argument("--lm", help="generator: HF id or directory (default: the embedded SmolLM2-135M-Instruct)")
@@ -65,38 +70,52 @@ def resolve_adapter(adapter: str | None, lm: str | None) -> str | None:
         return adapter
     if lm:
         return None
-    from engine.backbones.embedded import default_adapter_dir
+    from engine.systems.emma.paths import find_default_adapter
 
-    path, why = default_adapter_dir()
+    path, why = find_default_adapter()
     _err(f"adapter: {why}")
     return str(path) if path else None
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``["k=5", ...]`` → ``{"k": "5"}`` (the record coerces the values); a malformed pair is an error."""
+    out = {}
+    for pair in pairs or []:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def build_agent(args):
-    """Load the models named by ``args`` (defaults: the embedded pair) and build the agent."""
+    """Load the models the system's record needs (defaults: the embedded pair) and build the agent."""
     from engine.backbones.embedded import default_encoder_path
     from engine.backbones.loading import load_encoder, load_lm
     from engine.systems.generation import GenerationSettings
-    from engine.systems.registry import NEEDS_ENCODER, make_agent
 
-    lm = load_lm(args.lm or _default_lm(), adapter=resolve_adapter(args.adapter, args.lm), device=args.device)
-    _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
-    for r in lm.plan.reasons:
-        _err(f"  - {r}")
-    opts = {"settings": GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
-                                           seed=args.seed)}
-    encoder = None
-    if args.agent in NEEDS_ENCODER:
+    record = registry.get(args.agent)
+    options = record.validate(parse_options(getattr(args, "set", [])))
+    models = registry.Models(settings=GenerationSettings(max_new_tokens=args.max_new_tokens,
+                                                         do_sample=not args.greedy, seed=args.seed))
+    if "generator" in record.needs:
+        models.generator = load_lm(args.lm or _default_lm(), adapter=resolve_adapter(args.adapter, args.lm),
+                                   device=args.device)
+        lm = models.generator
+        _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
+        for r in lm.plan.reasons:
+            _err(f"  - {r}")
+    if "encoder" in record.needs:
         base = args.encoder or str(default_encoder_path())
         if args.retriever:
             from engine.systems.emma.retriever import load_retriever_checkpoint
 
-            opts["retriever"] = load_retriever_checkpoint(args.retriever, base, device=args.device)
+            models.components["retriever"] = load_retriever_checkpoint(args.retriever, base, device=args.device)
             _err(f"retriever: {args.retriever} on the {base} architecture")
         else:
-            encoder = load_encoder(base, device=args.device)
-            _err(f"encoder: {encoder.name} on {encoder.plan.summary()}")
-    return make_agent(args.agent, lm, encoder, **opts)
+            models.encoder = load_encoder(base, device=args.device)
+            _err(f"encoder: {models.encoder.name} on {models.encoder.plan.summary()}")
+    return registry.build_agent(record.name, models, **options)
 
 
 def _print_update(update, out) -> None:
@@ -114,9 +133,7 @@ def _print_update(update, out) -> None:
 
 
 def _print_memory(chat, out) -> None:
-    from engine.chat.session import memory_snapshot
-
-    snap = memory_snapshot(chat.agent)
+    snap = chat.agent.memory_view()
     if not snap["memories"]:
         print("(no memories stored)", file=out)
     for m in snap["memories"]:
@@ -207,11 +224,9 @@ def run(args) -> int:
                 return 2
         chat.end_session(_progress)
         if args.json:
-            from engine.chat.session import memory_snapshot
-
             doc = {"agent": agent.name, "models": agent.describe(),
                    "main": {"name": chat.main.name, "job": chat.main.job},
-                   "sessions": chat.log, "memory": memory_snapshot(agent)}
+                   "sessions": chat.log, "memory": agent.memory_view()}
             json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
             print()
         return 0

@@ -13,33 +13,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from engine.agent import Agent
-from engine.data.model import MemoryUpdate, Speaker, Turn
+from engine.agent import Agent, Unsupported
+from engine.data.model import MemoryUpdate, Speaker
 
 CHAT_FORMAT = "memlab-chat/1"
-
-
-def memory_snapshot(agent: Agent) -> dict:
-    """The agent's stored memories and links (empty for agents that keep none)."""
-    store = getattr(agent, "store", None)
-    if store is None:
-        return {"memories": [], "links": []}
-    return {
-        "memories": [{"id": m.id, "about": m.about, "session": m.session, "text": m.text} for m in store.memories()],
-        "links": [{"src": l.src, "dst": l.dst, "kind": l.kind} for l in store.links()],
-    }
-
-
-def _memory_brief(agent: Agent, ids: list[str]) -> list[dict]:
-    store = getattr(agent, "store", None)
-    out = []
-    for mid in ids:
-        if store is not None and mid in store:
-            m = store.get(mid)
-            out.append({"id": m.id, "about": m.about, "session": m.session, "text": m.text})
-        else:
-            out.append({"id": mid})
-    return out
 
 
 class ChatSession:
@@ -80,7 +57,7 @@ class ChatSession:
         turns = self.current["turns"]
         turns.append({"speaker": self.partner.name, "text": text.strip()})
         bot = {"speaker": self.main.name, "text": rec.reply, "cancelled": rec.cancelled,
-               "memories": _memory_brief(self.agent, rec.memory_ids)}
+               "memories": [{k: v for k, v in g.items() if k != "kind"} for g in rec.given]}
         turns.append(bot)
         return bot
 
@@ -134,9 +111,11 @@ class ChatSession:
             chat.partner = Speaker(data["partner"]["name"], data["partner"].get("job", ""))
         if data.get("open") and chat.partner is not None:
             agent.start_session(main, chat.partner, chat.index)
-            if hasattr(agent, "turns"):  # ChatAgent: continue the open session with its turns
-                turns = chat.log[-1]["turns"]
-                agent.turns = [Turn(f"s{chat.index}t{i}", t["speaker"], t["text"],
-                                    [m["id"] for m in t.get("memories", [])]) for i, t in enumerate(turns)]
+            turns = chat.log[-1]["turns"]
+            try:  # continue the open session with its turns
+                agent.restore([{"speaker": t["speaker"], "text": t["text"],
+                                "memory_ids": [m["id"] for m in t.get("memories", [])]} for t in turns])
+            except Unsupported:
+                pass
             chat._open = True
         return chat

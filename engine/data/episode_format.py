@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import strict_json
 from .errors import DataFormatError
 from .model import LINK_KINDS, Episode, Link, Memory, Session, Speaker, Turn
 
@@ -250,13 +251,9 @@ def load_json(path):
 
 
 def parse_json(path, text: str):
-    """Parse JSON ``text`` read from ``path``; a syntax error names the file, line and column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise DataFormatError(path, None, None, "JSON nested too deeply") from None
+    """Parse JSON ``text`` read from ``path`` (:mod:`engine.data.strict_json`): a syntax error names
+    the file, line and column; a huge, non-finite or lone-surrogate value names record and field."""
+    return strict_json.loads(text, path)
 
 
 def _json_lines(path, text):
@@ -264,26 +261,32 @@ def _json_lines(path, text):
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(path, f"line {lineno}", None, f"malformed JSON at column {e.colno}: {e.msg}") from None
-        except RecursionError:
-            raise DataFormatError(path, f"line {lineno}", None, "JSON nested too deeply") from None
+            yield lineno, strict_json.loads(line, path, f"line {lineno}")
+        except DataFormatError as e:
+            if e.reason.startswith("malformed JSON at line 1 column"):
+                raise DataFormatError(path, f"line {lineno}", None,
+                                      e.reason.replace("at line 1 column", "at column", 1)) from None
+            raise
 
 
 def read_episodes(path) -> list[Episode]:
     """Read a ``memlab-episode/1`` file (object, list or JSON Lines). All-or-nothing."""
     path = Path(path)
     text = read_text(path)
+    seen = strict_json.seen()
     try:
-        doc = json.loads(text)
+        doc = strict_json.DECODER.decode(text)
     except json.JSONDecodeError as e:
         if e.msg != "Extra data":
             raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
         records = [(f"line {n}", obj) for n, obj in _json_lines(path, text)]
     except RecursionError:
         raise DataFormatError(path, None, None, "JSON nested too deeply") from None
+    except ValueError as e:
+        raise DataFormatError(path, None, None, f"unreadable JSON value: {e}") from None
     else:
+        if strict_json.needs_check(text, seen):
+            strict_json.check_document(doc, path)
         if isinstance(doc, dict) and "episodes" in doc:
             if doc.get("format", FORMAT) != FORMAT:
                 raise DataFormatError(path, None, "format", f"unsupported format {doc.get('format')!r} (expected {FORMAT!r})")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .convai2 import episodes_from_parlai_text, episodes_from_xpersona, looks_like_parlai_text
 from .episode_format import parse_json, read_episodes, read_text
+from . import strict_json
 from .errors import DataFormatError
 from .locomo import episodes_from_locomo
 from .model import Episode
@@ -31,13 +32,15 @@ def detect_format(path, text: str | None = None) -> str:
             return "convai2"
         raise DataFormatError(path, None, None, "unrecognised content: not JSON and not the ParlAI 'your persona:' text form")
     try:
-        doc = json.loads(text)
+        doc = strict_json.DECODER.decode(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":
             return "memlab"  # JSON Lines
         raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise DataFormatError(path, None, None, "JSON nested too deeply") from None
+    except ValueError as e:
+        raise DataFormatError(path, None, None, f"unreadable JSON value: {e}") from None
     first = doc[0] if isinstance(doc, list) and doc else doc
     if isinstance(first, dict):
         if "persona" in first and "dialogue" in first:

@@ -206,6 +206,41 @@ def generate_text(lm: LoadedLM, prompt: str, settings: GenerationSettings | None
     return "".join(stream_generate(lm, prompt, settings, cancel)).strip()
 
 
+def sample_texts(lm: LoadedLM, prompt: str, n: int, settings: GenerationSettings | None = None,
+                 cancel: threading.Event | None = None) -> list[str]:
+    """``n`` sampled continuations of ``prompt`` in one ``generate`` call (``num_return_sequences``); sampling
+    is switched on whatever ``settings`` says.  Raises :class:`Cancelled` when ``cancel`` is set."""
+    import dataclasses
+
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    if n < 1:
+        return []
+    settings = dataclasses.replace(settings or GenerationSettings(), do_sample=True)
+    tok = lm.tokenizer
+    _ensure_pad(tok)
+    inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
+                       if lm.kind == "causal" else context_window(lm))
+    cancel = cancel or threading.Event()
+
+    class _StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    with torch.inference_mode():
+        out = lm.model.generate(**inputs, num_return_sequences=n,
+                                stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                                **settings.generate_kwargs(tok))
+    if cancel.is_set():
+        raise Cancelled("sampling cancelled")
+    if lm.kind == "causal":
+        out = out[:, inputs["input_ids"].shape[1]:]
+    return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+
 def _label_ids(lm: LoadedLM, label: str) -> list[int]:
     tok = lm.tokenizer
     if lm.kind == "seq2seq":

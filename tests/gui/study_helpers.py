@@ -6,7 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def make_study(root: Path, *, episodes: int = 2, seed: int = 3, campaigns=(("memory-check", "memory"),)) -> Path:
+ACCOUNTS = ("Ada", "Bo", "Ben", "Bea")
+
+
+def make_study(root: Path, *, episodes: int = 2, seed: int = 3, campaigns=(("memory-check", "memory"),),
+               accounts=ACCOUNTS) -> Path:
+    """The study, with the annotator ``accounts`` the owner created (the Annotate page lists them)."""
+    from annotation.accounts import create_account
     from annotation.campaigns import create_campaign
     from annotation.db import init_study
     from annotation.importer import import_episodes
@@ -17,6 +23,8 @@ def make_study(root: Path, *, episodes: int = 2, seed: int = 3, campaigns=(("mem
         import_episodes(study, generate_episodes(episodes, seed=seed), file="starter corpus")
         for name, preset in campaigns:
             create_campaign(study, name, preset, groups=3)
+        for name in accounts:
+            create_account(study, name)
     return path
 
 

@@ -41,9 +41,7 @@ def _page(qtbot, root, study):
 
 def _sign_in_by_form(qtbot, page, campaign, name, group):
     form = page.sign_in_panel
-    form.campaign.setCurrentText(campaign)
-    form.group.setCurrentText(group)
-    form.name.setText(name)
+    form.select(campaign, name, group)
     qtbot.mouseClick(form.start, Qt.LeftButton)
 
 
@@ -54,19 +52,19 @@ def test_memory_campaign_rated_by_keyboard_is_committed_and_resumes(qtbot, tmp_p
     assert page.stack.currentWidget() is page.panel
     total = page.item.total
     assert total > 10
-    assert page.panel.progress_label.text() == f"0 / {total}"
+    assert page.panel.progress_label.text() == f"0 of {total} done"
 
     # The criterion's definition and pass/fail anchors are on screen with the item.
     card = page.cards[0]
     assert card.criterion.definition and card.criterion.definition in card.definition.text()
-    assert "fully meets the criterion" in card.anchors.text()
+    assert "source turns" in card.anchors.text()  # MiSC-specific anchors, not the generic "fully meets"
 
     first_key = page.item.key
     qtbot.keyClick(page.panel, Qt.Key_P)
     rows = _ratings(study)
     assert len(rows) == 1 and rows[0][:4] == ("Ada", "A", page.item.criteria[0].name, 1)
     assert rows[0][5] is not None and rows[0][5] >= 0  # seconds spent recorded
-    assert page.panel.progress_label.text() == f"1 / {total}"
+    assert page.panel.progress_label.text() == f"1 of {total} done"
     assert "your rating: <b>pass</b>" in card.value_label.text()
 
     qtbot.keyClick(page.panel, Qt.Key_N)
@@ -83,15 +81,15 @@ def test_memory_campaign_rated_by_keyboard_is_committed_and_resumes(qtbot, tmp_p
     assert page.cards[0].value == 1
     qtbot.keyClick(page.panel, Qt.Key_F)
     assert [r[3] for r in _ratings(study)] == [1, 0, 0]
-    assert page.panel.progress_label.text() == f"2 / {total}"
+    assert page.panel.progress_label.text() == f"2 of {total} done"
 
     # A fresh app on the same study resumes at the first unfinished item.
     again = _page(qtbot, tmp_path, study)
-    assert again.sign_in_panel.name.text() == "Ada"  # remembered in the settings
+    assert again.sign_in_panel.name.currentData() == "Ada"  # remembered in the settings
     _sign_in_by_form(qtbot, again, "memory-check", "Ada", "A")
     assert again.item.key == third_key
     assert again.item.position == 3
-    assert again.panel.progress_label.text() == f"2 / {total}"
+    assert again.panel.progress_label.text() == f"2 of {total} done"
 
 
 def test_likert_keys_rate_each_criterion_in_turn_and_comment_is_saved(qtbot, tmp_path, monkeypatch):
@@ -105,7 +103,7 @@ def test_likert_keys_rate_each_criterion_in_turn_and_comment_is_saved(qtbot, tmp
     qtbot.keyClick(page.panel, Qt.Key_4)
     qtbot.keyClick(page.panel, Qt.Key_2)
     assert [(r[2], r[3]) for r in _ratings(study)] == [("consistency", 4), ("coherence", 2)]
-    assert page.panel.progress_label.text().startswith("1 / ")
+    assert page.panel.progress_label.text().startswith("1 of ")
     # P on a Likert-only item is refused with a message, not stored.
     qtbot.keyClick(page.panel, Qt.Key_P)
     assert len(_ratings(study)) == 2 and "1–5" in page.panel.saved_label.text()
@@ -137,7 +135,7 @@ def test_queue_is_blind_to_other_annotators(qtbot, tmp_path):
     assert "not rated" in page.cards[0].value_label.text()
     shown = " ".join(w.text() for w in page.findChildren(type(page.panel.who)))
     assert "Ben" not in shown and "Bea" not in shown
-    assert page.panel.progress_label.text().startswith("0 / ")
+    assert page.panel.progress_label.text().startswith("0 of ")
 
     # Ada cannot switch to another group of the same campaign.
     page.sign_out()
@@ -175,3 +173,118 @@ def test_every_item_kind_has_its_own_form(qtbot, tmp_path):
     assert page.sign_in("model", "Ada", "A")
     assert view.kind == "episode"
     assert "Session 1" in view.transcript.body.toPlainText()
+
+
+def _convai2_study(tmp_path, preset="dataset"):
+    import json as _json
+
+    from annotation.accounts import create_account
+    from annotation.campaigns import create_campaign
+    from annotation.db import init_study
+    from annotation.importer import import_file
+
+    src = tmp_path / "convai2.json"
+    src.write_text(_json.dumps([{"persona": ["i love skiing in the alps.", "my dog is called rex."],
+                                 "dialogue": [["__SILENCE__", "hi! do you ski?"], ["no, i swim.", "rex hates water."]]}]))
+    path = tmp_path / "study.db"
+    with init_study(path) as s:
+        import_file(s, src)
+        create_campaign(s, "persona", preset, groups=1)
+        create_account(s, "ann")
+    return path
+
+
+def test_consistency_item_shows_the_persona_it_is_judged_against(qtbot, tmp_path):
+    study = _convai2_study(tmp_path)
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("persona", "ann", "A")
+    assert page.item.target == "session" and page.cards[0].criterion.name == "consistency"
+    ctx = page.panel.item_view.transcript.context
+    assert ctx.isVisible()
+    assert "i love skiing in the alps." in ctx.toPlainText() and "given before the conversation" in ctx.toPlainText()
+
+
+def test_persona_line_rated_as_memory_is_not_formed_in_session_1(qtbot, tmp_path):
+    study = _convai2_study(tmp_path, preset="memory")
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("persona", "ann", "A")
+    view = page.panel.item_view.memory
+    assert page.item.target == "memory"
+    assert "formed in session" not in view.memory_box.text()
+    assert "persona line, given before the conversation" in view.memory_box.text()
+    assert "not summarised from any turn" in view.source_header.text()
+
+
+def test_typed_case_cannot_fork_a_queue_and_pin_is_checked(qtbot, tmp_path):
+    from annotation.accounts import create_account, list_accounts, set_pin
+    from annotation.db import StudyError
+
+    study = make_study(tmp_path)
+    with pytest.raises(StudyError, match="ignoring case"):
+        create_account(study, "ada")
+    set_pin(study, "Ada", "4711")
+    page = _page(qtbot, tmp_path, study)
+    assert [page.sign_in_panel.name.itemData(i) for i in range(page.sign_in_panel.name.count())] == \
+        [a.name for a in list_accounts(study)]
+    assert not page.sign_in("memory-check", "ADA", "A", pin="0000")
+    assert "Wrong PIN" in page.sign_in_panel.error.text()
+    assert page.sign_in("memory-check", "ADA", "A", pin="4711")
+    assert page.annotator == "Ada"
+    qtbot.keyClick(page.panel, Qt.Key_P)
+    page.sign_out()
+    assert page.sign_in("memory-check", " ada ", "A", pin="4711")
+    assert page.panel.progress_label.text().startswith("1 of ")  # the same queue, not a new one
+    assert len({r[0] for r in _ratings(study)}) == 1
+
+
+def test_position_and_progress_read_differently_and_finished_queue_disables_next(qtbot, tmp_path):
+    study = _convai2_study(tmp_path)
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("persona", "ann", "A")
+    assert page.panel.position_label.text() == "Item 1 of 1"
+    assert page.panel.progress_label.text() == "0 of 1 done"
+    qtbot.keyClick(page.panel, Qt.Key_4)
+    qtbot.keyClick(page.panel, Qt.Key_5)
+    assert "N for the next item" in page.panel.saved_label.text()
+    qtbot.keyClick(page.panel, Qt.Key_N)
+    assert page.panel.position_label.text() == "Queue finished"
+    assert page.panel.saved_label.text() == ""
+    assert not page.panel.next_btn.isEnabled() and not page.panel.flag_btn.isEnabled()
+    assert page.panel.back_btn.isEnabled()
+
+
+def test_reviewer_sees_flags_and_cross_group_disagreement_after_close(qtbot, tmp_path):
+    from annotation.accounts import create_account
+    from annotation.campaigns import add_annotator, create_campaign
+    from annotation.queue import next_item
+    from annotation.ratings import rate
+    from annotation.review import close_campaign
+
+    study = make_study(tmp_path, campaigns=())
+    create_campaign(study, "full", "memory", groups=2, overlap="full")
+    add_annotator(study, "Ben", "A", "full")
+    add_annotator(study, "Bea", "B", "full")
+    create_account(study, "Rita", role="reviewer")
+    it = next_item(study, "full", "Ben")
+    crit = it.criteria[0].name
+    rate(study, "full", "Ben", it.item_id, crit, "pass")
+    rate(study, "full", "Bea", it.item_id, crit, "fail")
+    page = _page(qtbot, tmp_path, study)
+    assert page.sign_in("full", "Bea", "B")
+    page.show_index(page.item.position - 1)
+    assert page.flag("the memory is cut off")
+    page.sign_out()
+    assert not page.sign_in("full", "Rita", "")
+    assert "still open" in page.sign_in_panel.error.text()
+    close_campaign(study, "full")
+    assert page.sign_in("full", "Rita", "")
+    panel = page.review_panel
+    assert page.stack.currentWidget() is panel
+    reasons = [panel.table.item(r, 3).text() for r in range(panel.table.rowCount())]
+    assert "groups disagree" in " ".join(reasons) and "flagged" in " ".join(reasons)
+    row = next(r for r in range(panel.table.rowCount()) if "disagree" in panel.table.item(r, 3).text())
+    panel.table.selectRow(row)
+    assert "A: pass" in panel.table.item(row, 2).text() and "B: fail" in panel.table.item(row, 2).text()
+    assert len(panel.give("flag")) == 2
+    with pytest.raises(Exception):
+        rate(study, "full", "Ben", it.item_id, crit, "pass")  # rating has ended

@@ -3,7 +3,7 @@ unpickle a reply), and memory snapshots with versions from the real engine.memor
 
 import numpy as np
 
-from desktop.engine_worker import _plain, memory_snapshot_dict
+from desktop.engine_worker import _plain
 from desktop.memory_snapshot import MemorySnapshot
 
 
@@ -18,11 +18,6 @@ def test_replies_hold_only_builtin_types():
     assert out["vec"] == [0, 1, 2] and out["flag"] is True and out["nested"] == [[1, "a"]]
 
 
-class _Agent:
-    def __init__(self, store, main):
-        self.store, self.main = store, main
-
-
 def test_memory_snapshot_carries_source_turns_links_and_versions():
     from engine.data.model import Speaker
     from engine.memory import MemoryStore
@@ -34,7 +29,9 @@ def test_memory_snapshot_carries_source_turns_links_and_versions():
     store.edit(a.id, "Bob has a cat, Milo.")
     c = store.add("Alice", "I teach maths.", 1)
     store.delete(c.id)
-    data = memory_snapshot_dict(_Agent(store, Speaker("Alice", "teacher")))
+    from engine.memory.view import store_view
+
+    data = store_view(store, Speaker("Alice", "teacher").name)
     snap = MemorySnapshot.from_worker(data)
     assert snap.owner == "Alice" and {m.id for m in snap.live()} == {a.id, b.id}
     first = snap.by_id()[a.id]

@@ -12,15 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def save_tiny_causal(directory: Path) -> Path:
     """Write (once) a 2-layer random Llama with MiniLM's tokenizer and a ChatML template."""
-    marker = directory / "config.json"
-    if not marker.exists():
-        from tiny_models import tiny_lm
+    from tiny import tiny_lm
 
-        lm = tiny_lm("causal", seed=0)
-        directory.mkdir(parents=True, exist_ok=True)
-        lm.model.save_pretrained(directory, safe_serialization=True)
-        lm.tokenizer.save_pretrained(directory)
-    return directory
+    return tiny_lm("llama", tokenizer_kind="wordpiece", path=directory)
 
 
 def engine_env(tmp_root: Path) -> dict:

@@ -1,23 +1,22 @@
-"""The four baselines. Each is a :class:`ChatAgent` on the same :class:`DialogueModule` and the same
+"""The four baselines. Each is a :class:`SessionLogAgent` on the same :class:`DialogueModule` and the same
 generation code as EMMA; they differ only in what the prompt gets and what is kept at session end."""
 
 from __future__ import annotations
 
 from engine.data.model import MemoryUpdate, Turn
-from engine.systems.chat_agent import ChatAgent, StoreBackedAgent
 from engine.systems.emma import formats
-from engine.systems.emma.agent import CONTEXT_TURNS
 from engine.systems.emma.dialogue import DialogueModule
 from engine.systems.emma.retriever import Retriever
+from engine.systems.session_agent import SessionLogAgent, StoreBackedAgent, recent_context
 
 
-class NoMemoryAgent(ChatAgent):
+class NoMemoryAgent(SessionLogAgent):
     """Only the current session's turns; nothing is kept between sessions."""
 
     name = "no-memory"
 
 
-class FullHistoryAgent(ChatAgent):
+class FullHistoryAgent(SessionLogAgent):
     """Every earlier session's turns followed by the current session's, in the prompt ("text
     prompt" baseline); the oldest turns are dropped first when the context window is full."""
 
@@ -73,10 +72,19 @@ class RagAgent(StoreBackedAgent):
         if not self.store or len(self.store) == 0:
             return [], []
         self.retriever.refresh(self.store)
-        context = "\n".join(text for _, text in history[-CONTEXT_TURNS:])
+        context = recent_context(history)
         hits = self.store.top_k(self.retriever.embed_context(context), self.k)
         ids = [mid for mid, _ in hits]
         return [(self.store.get(mid).text, []) for mid in ids], ids
+
+    def given_items(self, ids):
+        """Past turns: each stored memory holds one turn (``id``: the memory, ``turn_id``: the turn it keeps)."""
+        out = []
+        for mid in ids:
+            m = self.store.get(mid)
+            out.append({"kind": "turn", "id": mid, "turn_id": (m.source_turns or [mid])[0], "text": m.text,
+                        "about": m.about, "session": m.session})
+        return out
 
     def store_session(self, turns: list[Turn], progress=None) -> MemoryUpdate:
         new = [self.store.add(t.speaker, f"{t.speaker}: {t.text} ({formats.ordinal(self.session_index)} session)",

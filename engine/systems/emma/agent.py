@@ -17,13 +17,11 @@ import time
 import numpy as np
 
 from engine.data.model import Link, MemoryUpdate, Turn
-from engine.systems.chat_agent import StoreBackedAgent
 from engine.systems.emma import formats, linking
 from engine.systems.emma.dialogue import DialogueModule
 from engine.systems.emma.grounding import ConsistencyGrounding, LikelihoodGrounding, check_candidates
 from engine.systems.emma.retriever import Retriever
-
-CONTEXT_TURNS = 4  # the newest turns the context encoder sees (within its 512-token limit)
+from engine.systems.session_agent import CONTEXT_TURNS, StoreBackedAgent, recent_context
 
 
 class EmmaAgent(StoreBackedAgent):
@@ -78,7 +76,7 @@ class EmmaAgent(StoreBackedAgent):
     def turn_memories(self, history):
         if self.store is None or len(self.store) == 0:
             return [], []
-        context = "\n".join(text for _, text in history[-CONTEXT_TURNS:])
+        context = recent_context(history, CONTEXT_TURNS)
         hit = self.retriever.retrieve(self.store, context)
         if hit is None:
             return [], []
@@ -182,6 +180,7 @@ class EmmaAgent(StoreBackedAgent):
                  linker=self.linker, link_schedule=self.links_settings.schedule, link_candidates=self.links_settings.candidates,
                  link_fan_out=self.retriever.max_linked, link_threshold=self.link_threshold,
                  link_threshold_source=self.link_threshold_source, grounding=self.grounding_name,
+                 retriever_note=getattr(self.retriever, "note", ""),
                  context_encoder=self.retriever.context_encoder.name,
                  memory_encoder=self.retriever.memory_encoder.name,
                  encoder_device=self.retriever.context_encoder.plan.summary())

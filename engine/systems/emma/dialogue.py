@@ -1,7 +1,8 @@
 """EMMA's dialogue module (paper §4.1): one language model doing generation, memory summarisation
 and memory linking, selected by the task's prefix (seq2seq) or instruction prompt (causal chat).
 
-The baselines use the same module (DESIGN.md "Baselines ... on the same dialogue module").
+It is the :class:`engine.systems.session_agent.Responder` of EMMA and of the baselines, which run on the same
+module (docs/architecture.md, "Baselines").
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class DialogueModule:
 
     def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
         return gen.stream_generate(self.lm, prompt, self.settings, cancel)
+
+    def sample_replies(self, prompt: str, n: int, cancel: threading.Event | None = None) -> list[str]:
+        return gen.sample_texts(self.lm, prompt, n, self.settings, cancel)
+
+    def describe(self) -> dict:
+        lm = self.lm
+        return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
 
     # -------------------------------------------------------------- summarisation (§4.1 "Memory Summarizer")
     def summarize(self, about: str, session_turns: list[tuple[str, str]], *, main: Speaker | None = None,

@@ -57,6 +57,7 @@ class Retriever:
         self.context_max_length = context_max_length
         self.memory_max_length = memory_max_length
         self.max_linked = max_linked
+        self.note = ""  # which retriever this is and why (shown by the agent's describe())
 
     @property
     def memory_model_name(self) -> str:
@@ -89,8 +90,8 @@ def load_retriever_checkpoint(path, base_encoder: str | None = None, *, pooling:
     """A :class:`Retriever` from the published EMMA checkpoint format: one safetensors file whose keys start
     with ``dialogue_encoder.`` (context encoder) and ``memory_encoder.`` (memory encoder), each a BERT-family
     encoder of ``base_encoder``'s architecture (Appendix E.2: BERT-base, [CLS] vectors). Shapes are validated
-    by :func:`engine.training.checkpoints.load_retriever_checkpoint`, which this wraps."""
-    from engine.training.checkpoints import load_retriever_checkpoint as load_towers
+    by :func:`engine.systems.emma.checkpoints.load_retriever_checkpoint`, which this wraps."""
+    from engine.systems.emma.checkpoints import load_retriever_checkpoint as load_towers
 
     context_encoder, memory_encoder = load_towers(path, base_encoder, pooling=pooling, device=device)
     return Retriever(context_encoder, memory_encoder)

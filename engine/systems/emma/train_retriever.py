@@ -18,7 +18,7 @@ Training triples come from MiSC-shaped episodes (memory tags, §3.3):
 Only memories formed in earlier sessions are candidates (memories are written at the end of a session).
 Loss: ``mean(max(0, margin - cos(c, m+) + cos(c, m-)))``.  The result is ONE safetensors file whose keys start
 with ``dialogue_encoder.`` and ``memory_encoder.`` — the layout of the published EMMA retriever — loadable
-with :func:`engine.training.checkpoints.load_retriever_checkpoint`.
+with :func:`engine.systems.emma.checkpoints.load_retriever_checkpoint`.
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ from typing import Callable, Sequence
 
 from engine.data.model import Episode
 from engine.systems.emma import formats
+from engine.systems.emma.checkpoints import CHECKPOINT_NAME, FORMAT
 
 CONTEXT_TURNS = 4  # as engine.systems.emma.agent.CONTEXT_TURNS: the newest turns the context encoder sees
 CONTEXT_MAX_LENGTH = 512  # App. E.2
 MEMORY_MAX_LENGTH = 32  # App. E.2
 MARGIN = 0.2  # App. E.2
-CHECKPOINT_NAME = "retriever.safetensors"
-FORMAT = "emma-retriever/1"
 
 
 @dataclass
@@ -292,7 +291,7 @@ def train_retriever(train_episodes: Sequence[Episode], valid_episodes: Sequence[
     episodes before and after training."""
     from engine.backbones.loading import load_encoder
 
-    from .loop import TrainConfig, train
+    from engine.training.loop import TrainConfig, train
 
     settings = settings or RetrieverTrainSettings()
     loop_config = loop_config or TrainConfig(lr=1e-4, batch_size=90, epochs=20, patience=2)

@@ -64,7 +64,7 @@ class ChatDocument:
     created: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
     sessions: list[ChatSession] = field(default_factory=list)
-    memory: dict = field(default_factory=dict)  # last memory snapshot (engine_worker.memory_snapshot_dict)
+    memory: dict = field(default_factory=dict)  # last memory snapshot (Agent.memory_view())
     agent_state: dict | None = None  # the agent's state after the last session end (to resume)
 
     # -- structure ---------------------------------------------------------------------------

@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 from engine.data.model import Episode, Memory
 from engine.systems.emma import formats
 
-from . import encoding
-from .lora import LoraSettings
+from engine.training import encoding
+from engine.training.lora import LoraSettings
 
 TASKS = formats.TASKS  # ("generation", "summarize", "link")
 
@@ -200,7 +200,7 @@ def link_accuracy(model, tokenizer, kind: str, examples: Sequence[TaskExample], 
     """
     import torch
 
-    from .loop import model_device, to_device
+    from engine.training.loop import model_device, to_device
 
     links = [e for e in examples if e.task == "link"]
     if not links:
@@ -228,7 +228,7 @@ def link_accuracy(model, tokenizer, kind: str, examples: Sequence[TaskExample], 
 def example_losses(model, encoded: Sequence[dict], kind: str, pad: int,
                    cancel: threading.Event | None = None) -> list[float]:
     """Mean answer-token cross-entropy of each example (one at a time: no padding work)."""
-    from .loop import evaluate
+    from engine.training.loop import evaluate
 
     out = []
     for e in encoded:
@@ -324,8 +324,8 @@ def train_dialogue(train_episodes: Sequence[Episode], valid_episodes: Sequence[E
     """
     from engine.backbones.loading import load_lm
 
-    from .lora import attach_lora, method_reason, wants_4bit
-    from .loop import PeftAdapterIO, TrainConfig, train
+    from engine.training.lora import attach_lora, method_reason, wants_4bit
+    from engine.training.loop import PeftAdapterIO, TrainConfig, train
 
     settings = settings or DialogueTrainSettings()
     loop_config = loop_config or TrainConfig(lr=1e-3, epochs=3)

@@ -1,0 +1,1 @@
+"""Offline evaluation: ``memlab eval`` (scoring response files; comparing systems)."""

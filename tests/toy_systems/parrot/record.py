@@ -1,0 +1,13 @@
+from engine.systems.registry import Option, SystemRecord
+
+
+def build(models, options):
+    from .agent import ParrotAgent
+
+    return ParrotAgent(options["prefix"])
+
+
+RECORDS = [SystemRecord(name="parrot", label="Parrot (test)", help="repeats what the partner said",
+                        needs=frozenset(), keeps_memory=False, capabilities=frozenset({"rewind"}),
+                        options=(Option("prefix", str, "you said:", "what the parrot says first"),),
+                        build=build, order=999)]
