@@ -235,7 +235,14 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="chat names to run")
     p.add_argument("--out", help="folder for each chat's JSON document and stderr")
     p.add_argument("--no-detail", action="store_true", help="omit the per-chat 'detail' field")
+    p.add_argument("--combine", nargs="+", metavar="LOG",
+                   help="print the TOTAL line of the per-chat lines in these earlier outputs (runs split into parts)")
     args = p.parse_args(argv)
+    if args.combine:
+        rows = [json.loads(line) for f in args.combine for line in Path(f).read_text().splitlines()
+                if line.startswith("{") and '"chat": "TOTAL"' not in line and '"fact_recall"' in line]
+        print(json.dumps(total(rows) | {"combined_from": args.combine}), flush=True)
+        return 0
     try:
         chats = [load_chat(f) for f in sorted(Path(args.chats).glob("*.json"))]
     except ChatFileError as e:

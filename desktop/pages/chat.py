@@ -234,7 +234,7 @@ class ChatPage(QWidget):
             study = " · saved to the open study when finished" if self.ctx.study_path else ""
             self.session_label.setText(
                 f"<b>Session {session.index + 1}</b> ({state}) · partner <b>{html.escape(speaker_label(session.partner))}</b>"
-                f" · agent {html.escape(main)} · {html.escape(self.doc.system)}{study}")
+                f" · agent {html.escape(main)} · {html.escape(getattr(self, 'system_label', '') or self.doc.system)}{study}")
 
     # -- chat lifecycle ----------------------------------------------------------------------------
     def _ask_new_chat(self):
@@ -273,8 +273,11 @@ class ChatPage(QWidget):
 
     def _on_ready(self, result):
         d = result.get("describe") or {}
+        self.system_label = d.get("label") or ""
         if d:
-            self.ctx.status(f"{self.doc.system}: {d.get('lm', '')} on {d.get('lm_device', '?')}")
+            what = self.system_label or self.doc.system
+            extra = "; ".join(str(d[k]) for k in ("retriever_note",) if d.get(k))
+            self.ctx.status(f"{what}: {d.get('lm', '')} on {d.get('lm_device', '?')}" + (f" · {extra}" if extra else ""))
         self._update_controls()
 
     def _begin_session(self, partner: dict):

@@ -274,30 +274,25 @@ def _generation_messages(main, partner, memories, session_index, history, bot_na
 
 def _summarize_messages(about, session_turns, main=None, partner=None, memories=None,
                         session_index: int = 0) -> list[dict]:
-    """The summariser as chat messages: the same content as :func:`summarize_input` (names, jobs, the
-    memories given at the last turn, the session ordinal, every turn with its speaker's name), with the
-    instruction to keep only what ``about`` said or did (their own turns support a memory about them)."""
-    if main is None or partner is None:
-        who = ""
-    else:
+    """The summariser as chat messages, carrying what App. E.1's final generation sequence carries: who
+    the main speaker and the partner are (names, jobs), the session ordinal, the memories given at the last
+    turn and every turn with its speaker's name.  The instruction text is the one the shipped adapter was
+    trained on; the speakers come first, as in the generation prompt (:func:`_generation_system`)."""
+    who = ""
+    if main is not None and partner is not None:
         me = f"{main.name}, {main.job}" if main.job else main.name
         them = f"{partner.name}, {partner.job}" if partner.job else partner.name
-        who = f"You are {me}. This was your {ordinal(session_index)} conversation session, with {them}. "
-    self_memory = main is not None and about == main.name
-    subject = "yourself" if self_memory else about
-    source = "what you said about yourself" if self_memory else f"what {about} said about themselves"
+        who = f"You are {me}. You talked with {them} in your {ordinal(session_index)} conversation session. "
     system = (
-        f"{who}You keep an egocentric memory. Write the important facts, events, plans and feelings about "
-        f"{subject}, taken only from {source}, as short sentences separated by {SEP_TOKEN}. "
-        f"Never give {about} something another person said. If there is nothing worth remembering, "
-        f"answer {NONE_TOKEN}."
+        f"{who}You keep an egocentric memory of conversations. From the conversation, write the "
+        f"significant events, experiences, appointments and emotions about {about}, as short "
+        f"sentences from your own perspective, separated by {SEP_TOKEN}. If there is nothing "
+        f"worth remembering about {about}, answer {NONE_TOKEN}."
     )
-    parts = []
+    user = f"Conversation:\n{_transcript(session_turns)}\n\nMemories about {about}:"
     if memories:
-        parts.append("Memories you were given:\n" + "\n".join(f"- {t.strip()}" for t, _ in memories))
-    parts.append(f"Conversation:\n{_transcript(session_turns)}")
-    parts.append(f"Memories about {subject}:")
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+        user = "Memories you were given:\n" + "\n".join(f"- {t.strip()}" for t, _ in memories) + "\n\n" + user
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def _link_messages(m1, m2) -> list[dict]:
