@@ -163,7 +163,7 @@ def register(sub) -> None:
     p = ss.add_parser("import", help="import episodes (all-or-nothing)")
     p.add_argument("study", metavar="STUDY.db")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--format", choices=("auto", "memlab", "convai2", "locomo"), default="auto")
+    p.add_argument("--format", choices=("auto", "memlab", "convai2", "locomo", "misc"), default="auto")
     p.set_defaults(func=cmd_import)
 
     p = ss.add_parser("info", help="what a study holds")

@@ -1,56 +1,45 @@
-"""Compare-page votes: one JSON object per line in ``DATA_DIR/compare/votes.jsonl``.
+"""Where the Compare page keeps its votes: in a study database, append-only, with the transcripts.
 
-Each vote is appended and fsynced the moment it is given (a crash loses nothing already voted),
-with the transcript both sides produced, so the leaderboard can be recomputed and audited.
-A malformed line is reported with its line number, not silently skipped.
+A vote goes into the open study (so a comparison is part of the study and its report) or, when no
+study is open, into ``DATA_DIR/compare/comparisons.db`` — itself a study file. The rows are
+written by :func:`annotation.comparisons.add_vote` (its own committed transaction, so a crash loses
+nothing already voted). Votes that older versions appended to ``DATA_DIR/compare/votes.jsonl`` are
+taken into the study once, the first time it is used here; the file is left where it is.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
 from pathlib import Path
 
-from desktop.leaderboard import OUTCOMES
+from annotation.comparisons import OUTCOMES, add_vote, import_votes_jsonl, new_comparison_id, votes
+from annotation.db import open_study
+
+__all__ = ["OUTCOMES", "append_vote", "new_comparison_id", "read_votes", "study_path_for", "votes_path"]
 
 
 def votes_path(data_dir) -> Path:
+    """The legacy JSON Lines vote log (read once, never written)."""
     return Path(data_dir) / "compare" / "votes.jsonl"
 
 
+def default_study_path(data_dir) -> Path:
+    return Path(data_dir) / "compare" / "comparisons.db"
+
+
+def study_path_for(data_dir, study_path=None) -> Path:
+    """The study votes go to: ``study_path`` when one is open, else the data folder's comparisons study."""
+    path = Path(study_path) if study_path else default_study_path(data_dir)
+    with open_study(path, create=True) as study:
+        import_votes_jsonl(study, votes_path(data_dir))
+    return path
+
+
 def append_vote(data_dir, left: str, right: str, outcome: str, *, blind: bool, transcript: dict,
-                partners: list | None = None) -> dict:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
-    record = {"time": dt.datetime.now().isoformat(timespec="seconds"), "left": left, "right": right,
-              "outcome": outcome, "blind": bool(blind), "partners": partners or [], "transcript": transcript}
-    path = votes_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return record
+                partners: list | None = None, memory: dict | None = None, comparison: str = "",
+                study_path=None) -> dict:
+    return add_vote(study_path_for(data_dir, study_path), left, right, outcome, blind=blind, transcript=transcript,
+                    partners=partners, memory=memory, comparison=comparison)
 
 
-def read_votes(data_dir) -> list[dict]:
-    path = votes_path(data_dir)
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                if n == sum(1 for _ in open(path, encoding="utf-8")):  # a torn last line from a kill
-                    break
-                raise ValueError(f"{path}: line {n}: malformed JSON ({e.msg})") from None
-            for key in ("left", "right", "outcome"):
-                if key not in rec:
-                    raise ValueError(f"{path}: line {n}: field {key!r} missing")
-            out.append(rec)
-    return out
+def read_votes(data_dir, study_path=None) -> list[dict]:
+    return votes(study_path_for(data_dir, study_path))

@@ -173,3 +173,14 @@ def test_eval_responses_cli_json_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 2" in err and "field response" in err and "Traceback" not in err
     assert not math.isnan(out["bleu1"])
+
+
+def test_c_dist_interval_is_centred_on_the_estimate():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    resp = [" ".join(rng.choice(words, size=8)) for _ in range(400)]
+    d = c_dist_scored(resp, 2)
+    raw = d.resampled(resample_weights(len(resp), 200, seed=0))
+    assert raw.mean() < d.value() - 0.05  # duplicated draws bias the raw resamples low
+    lo, hi = interval(d, n_resamples=200)
+    assert lo < d.value() < hi and hi - lo < 0.1

@@ -1,9 +1,13 @@
 """Compare page: two to four agents answer the same user turns, with the same partner switches.
 
 Blind mode shows the panels as A, B, C, D in a shuffled order; the systems are revealed after the
-first vote. A vote (left better / right better / tie / both bad) between two panels is appended to
-``compare/votes.jsonl`` with both transcripts, and the leaderboard is refitted (Bradley–Terry with
-bootstrap intervals, :mod:`desktop.leaderboard`).
+first vote. A vote (left better / right better / tie / both bad) between two panels is stored in the
+open study (or the data folder's comparisons study, :mod:`desktop.compare_store`), append-only, with
+both transcripts and what each system stored and retrieved; the leaderboard is refitted
+(Bradley–Terry; bootstrap intervals once a system has enough votes; votes per pair,
+:mod:`desktop.leaderboard`). The "Memory" tab shows, per system, what it stored at the end of each
+session and what it was given from memory in the sessions after — the point of comparing memory
+systems (hidden behind the letters until the first vote in blind mode).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QGroupBox, QHBoxLa
 
 from desktop import compare_store
 from desktop.agent_session import AgentSession
-from desktop.leaderboard import leaderboard
+from desktop.leaderboard import MIN_GAMES_FOR_INTERVAL, leaderboard, pair_counts
 from desktop import systems
 from desktop.pages.chat import CSS, ENGINE_MISSING, PartnerDialog, speaker_label
 
@@ -34,6 +38,7 @@ class Panel(QGroupBox):
         super().__init__()
         self.letter, self.system, self.agent = letter, system, session
         self.turns: list[dict] = []  # {"session", "role", "text", "memories"}
+        self.stored: dict[int, list[str]] = {}  # session index → memory texts stored at its end
         self.streaming: dict | None = None
         box = QVBoxLayout(self)
         self.view = QTextBrowser()
@@ -81,10 +86,13 @@ class ComparePage(QWidget):
         self.blind = False
         self.main = {"name": "Alice", "job": ""}
         self._run = 0
+        self._comparison = ""
         self._waiting: set[str] = set()
         self._next_partner: dict | None = None
         self._build()
         self.refresh_leaderboard()
+        self._render_memory_log()
+        ctx.study_changed.connect(lambda _p: self.refresh_leaderboard())
         self._update_controls()
 
     # -- layout ------------------------------------------------------------------------------------
@@ -188,11 +196,23 @@ class ComparePage(QWidget):
         bbox.addWidget(self.board_note)
         self.board = QTableWidget(0, 7)
         self.board.setHorizontalHeaderLabels(["System", "Rating", "95% interval", "Games", "Wins", "Losses", "Ties"])
+        self.board.horizontalHeaderItem(2).setToolTip(
+            f"2.5–97.5 % over bootstrap resamples of the votes; shown once a system has {MIN_GAMES_FOR_INTERVAL} games")
         self.board.verticalHeader().hide()
         self.board.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.board.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        bbox.addWidget(self.board, 1)
+        bbox.addWidget(self.board, 2)
+        bbox.addWidget(QLabel("<b>Votes per pair</b>"))
+        self.pairs = QTableWidget(0, 6)
+        self.pairs.setHorizontalHeaderLabels(["Pair", "Votes", "First wins", "Second wins", "Ties", "Both bad"])
+        self.pairs.verticalHeader().hide()
+        self.pairs.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.pairs.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        bbox.addWidget(self.pairs, 1)
         self.tabs.addTab(board, "Leaderboard")
+        self.memory_log = QTextBrowser()
+        self.memory_log.document().setDefaultStyleSheet(CSS)
+        self.tabs.addTab(self.memory_log, "Memory")
         self._show_pickers()
 
     def _show_pickers(self):
@@ -258,6 +278,7 @@ class ComparePage(QWidget):
             combo.addItems([p.letter for p in self.panels])
         self.right_pick.setCurrentIndex(1)
         self.note.hide()
+        self._comparison = compare_store.new_comparison_id()
         self._begin_session(partner)
 
     def _begin_session(self, partner: dict):
@@ -284,6 +305,10 @@ class ComparePage(QWidget):
         self._update_controls()
 
     def _ended(self, agent, result):
+        update = (result or {}).get("update") or {}
+        panel = self._panel(agent)
+        panel.stored[self.session_index] = [m.get("text", "") for m in update.get("memories", []) if isinstance(m, dict)]
+        self._render_memory_log()
         self._waiting.discard(agent.agent_id)
         if not self._waiting and self._next_partner is not None:
             partner, self._next_partner = self._next_partner, None
@@ -323,6 +348,7 @@ class ComparePage(QWidget):
         p.turns.append(turn)
         p.render(self.main["name"], self.partners, self.revealed)
         self._waiting.discard(agent.agent_id)
+        self._render_memory_log()
         self._update_controls()
 
     def _failed(self, agent, op, message):
@@ -348,38 +374,106 @@ class ComparePage(QWidget):
             self.ctx.status("pick two different panels to vote on")
             return None
         left, right = self.panels[li], self.panels[ri]
-        record = compare_store.append_vote(
-            self.ctx.data_dir, left.system, right.system, outcome, blind=not self.revealed,
-            transcript={"left": left.turns, "right": right.turns, "main": self.main},
-            partners=[self.partners[i] for i in sorted(self.partners)])
+        try:
+            record = compare_store.append_vote(
+                self.ctx.data_dir, left.system, right.system, outcome, blind=not self.revealed,
+                transcript={"left": left.turns, "right": right.turns, "main": self.main},
+                partners=[self.partners[i] for i in sorted(self.partners)],
+                memory={p.system: self.memory_summary(p) for p in (left, right)},
+                comparison=self._comparison, study_path=self.ctx.study_path)
+        except ValueError as e:
+            self.ctx.status(f"vote not stored: {e}")
+            return None
         if not self.revealed:
             self.revealed = True
             for p in self.panels:
                 p.set_title(True)
                 p.render(self.main["name"], self.partners, True)
+            self._render_memory_log()
         self.ctx.status(f"vote stored: {left.letter} ({left.system}) vs {right.letter} ({right.system}): {outcome}")
         self.refresh_leaderboard()
         self._update_controls()
         return record
 
+    # -- memory between sessions ------------------------------------------------------------------------
+    @staticmethod
+    def memory_summary(panel: Panel) -> dict:
+        """What ``panel``'s system stored at each session's end and was given from memory in each session."""
+        retrieved: dict[int, list[str]] = {}
+        for t in panel.turns:
+            if t.get("role") == "bot":
+                seen = retrieved.setdefault(t["session"], [])
+                for m in t.get("memories") or []:
+                    text = m.get("text", "") if isinstance(m, dict) else str(m)
+                    if text and text not in seen:
+                        seen.append(text)
+        return {"stored": {str(k): v for k, v in sorted(panel.stored.items())},
+                "retrieved": {str(k): v for k, v in sorted(retrieved.items())}}
+
+    def _render_memory_log(self) -> None:
+        if not self.panels:
+            self.memory_log.setHtml("<p><i>Start a comparison: after each session this shows what every system "
+                                    "stored, and in the next sessions what it retrieved.</i></p>")
+            return
+        if not self.revealed:
+            self.memory_log.setHtml("<p><i>Blind comparison: what each system stored and retrieved is shown after "
+                                    "your first vote (it would give the systems away).</i></p>")
+            return
+        parts = []
+        for p in self.panels:
+            summary = self.memory_summary(p)
+            label = systems.label(p.system)
+            parts.append(f"<h3>{html.escape(p.letter)} — {html.escape(label)}</h3>")
+            sessions = sorted({int(k) for k in summary["stored"]} | {int(k) for k in summary["retrieved"]})
+            if not sessions:
+                parts.append("<p class='mem'>nothing yet</p>")
+            for i in sessions:
+                partner = html.escape(speaker_label(self.partners.get(i, {})))
+                got = summary["retrieved"].get(str(i))
+                if i > 0 or got:
+                    parts.append(f"<p><b>Session {i + 1}</b> with {partner} — retrieved: "
+                                 + ("; ".join(html.escape(x[:100]) for x in got) if got else "<i>nothing</i>") + "</p>")
+                if str(i) in summary["stored"]:
+                    stored = summary["stored"][str(i)]
+                    parts.append(f"<p><b>End of session {i + 1}</b> — stored {len(stored)}: "
+                                 + ("; ".join(html.escape(x[:100]) for x in stored) if stored else "<i>nothing</i>")
+                                 + "</p>")
+        self.memory_log.setHtml("".join(parts))
+
     def refresh_leaderboard(self):
         try:
-            votes = compare_store.read_votes(self.ctx.data_dir)
+            votes = compare_store.read_votes(self.ctx.data_dir, self.ctx.study_path)
         except ValueError as e:
             self.board_note.setText(f"<span style='color:#b00020'>{html.escape(str(e))}</span>")
             return
-        rows = leaderboard([(v["left"], v["right"], v["outcome"]) for v in votes])
+        triples = [(v["left"], v["right"], v["outcome"]) for v in votes]
+        rows = leaderboard(triples)
         self.board.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = [systems.label(row.system), f"{row.rating:.0f}",
-                     f"{row.low:.0f} – {row.high:.0f}", str(row.games), str(row.wins), str(row.losses), str(row.ties)]
+            cells = [systems.label(row.system), f"{row.rating:.0f}", row.interval_text(),
+                     str(row.games), str(row.wins), str(row.losses), str(row.ties)]
             for c, v in enumerate(cells):
                 item = QTableWidgetItem(v)
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if c == 2 and not row.has_interval:
+                    item.setToolTip(f"An interval needs at least {MIN_GAMES_FOR_INTERVAL} games for this system; "
+                                    "with fewer, every bootstrap resample is the same few votes.")
                 self.board.setItem(r, c, item)
+        pairs = pair_counts(triples)
+        self.pairs.setRowCount(len(pairs))
+        for r, p in enumerate(pairs):
+            cells = [f"{systems.label(p.a)} vs {systems.label(p.b)}", str(p.games), str(p.a_wins), str(p.b_wins),
+                     str(p.ties), str(p.both_bad)]
+            for c, v in enumerate(cells):
+                item = QTableWidgetItem(v)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.pairs.setItem(r, c, item)
         blind = sum(1 for v in votes if v.get("blind"))
+        where = self.ctx.study_path or compare_store.default_study_path(self.ctx.data_dir)
         self.board_note.setText(
-            f"{len(votes)} votes ({blind} blind) from {compare_store.votes_path(self.ctx.data_dir)}. "
+            f"{len(votes)} votes ({blind} blind), stored in {where}. "
             "Bradley–Terry ratings on the Elo scale (mean 1000); ties and “both bad” count half a win each; "
-            "the interval is the 2.5–97.5 % range over 200 bootstrap resamples of the votes.")
+            f"the 95% interval is the 2.5–97.5 % range over 1,000 bootstrap resamples of the votes, shown once a "
+            f"system has {MIN_GAMES_FOR_INTERVAL} games.")

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from desktop import background
 
-IMPORT_FORMATS = ("auto", "memlab", "convai2", "locomo")
+IMPORT_FORMATS = ("auto", "memlab", "convai2", "locomo", "misc")
 PRESETS = (("memory", "Memory — summarisation, linking, tagging (pass/fail)"),
            ("dataset", "Dataset — consistency, coherence (1–5)"),
            ("model", "Model — humanness, engagingness, memorability (1–5)"))

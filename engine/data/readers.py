@@ -1,8 +1,8 @@
 """One entry point for every episode source: ``read_any(path, format="auto")``.
 
 Formats: ``memlab`` (``memlab-episode/1``, see :mod:`engine.data.episode_format`), ``convai2``
-(Xpersona JSON or ParlAI ``your persona:`` text, :mod:`engine.data.convai2`) and ``locomo``
-(:mod:`engine.data.locomo`). ``auto`` decides from the content, not the file name.
+(Xpersona JSON or ParlAI ``your persona:`` text, :mod:`engine.data.convai2`), ``locomo``
+(:mod:`engine.data.locomo`) and ``misc`` (the MiSC release's JSON Lines, :mod:`engine.data.misc`). ``auto`` decides from the content, not the file name.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from .episode_format import parse_json, read_episodes, read_text
 from . import strict_json
 from .errors import DataFormatError
 from .locomo import episodes_from_locomo
+from .misc import episodes_from_misc, looks_like_misc
 from .model import Episode
 
-FORMATS = ("auto", "memlab", "convai2", "locomo")
+FORMATS = ("auto", "memlab", "convai2", "locomo", "misc")
 
 
 _parse = parse_json
 
 
 def detect_format(path, text: str | None = None) -> str:
-    """Guess ``memlab``, ``convai2`` or ``locomo`` from the file's content."""
+    """Guess ``memlab``, ``convai2``, ``locomo`` or ``misc`` from the file's content."""
     text = read_text(path) if text is None else text
     head = text.lstrip()[:1]
     if head not in ("[", "{"):
@@ -34,8 +35,13 @@ def detect_format(path, text: str | None = None) -> str:
     try:
         doc = strict_json.DECODER.decode(text)
     except json.JSONDecodeError as e:
-        if e.msg == "Extra data":
-            return "memlab"  # JSON Lines
+        if e.msg == "Extra data":  # JSON Lines: decide from the first record
+            first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
+            try:
+                first = json.loads(first_line)
+            except (json.JSONDecodeError, RecursionError):
+                return "memlab"  # its reader names the bad line
+            return "misc" if looks_like_misc(first) else "memlab"
         raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise DataFormatError(path, None, None, "JSON nested too deeply") from None
@@ -47,6 +53,8 @@ def detect_format(path, text: str | None = None) -> str:
             return "convai2"
         if "conversation" in first and "sample_id" in first:
             return "locomo"
+        if looks_like_misc(first):
+            return "misc"
     return "memlab"
 
 
@@ -64,8 +72,29 @@ def read_any(path, format: str = "auto") -> list[Episode]:
             episodes = episodes_from_xpersona(_parse(path, text), path)
         else:
             episodes = episodes_from_parlai_text(text, path)
+    elif fmt == "misc":
+        episodes = episodes_from_misc(_misc_records(path, text), path)
     else:
         episodes = episodes_from_locomo(_parse(path, text), path)
     if not episodes:
         raise DataFormatError(path, None, None, "the file holds no episodes")
     return episodes
+
+
+def _misc_records(path, text: str) -> list[tuple]:
+    """(record, object) pairs of a MiSC file: JSON Lines (``line N``) or one JSON list (index)."""
+    from .episode_format import _json_lines
+
+    try:
+        doc = strict_json.DECODER.decode(text)
+    except json.JSONDecodeError as e:
+        if e.msg != "Extra data":
+            raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        return [(f"line {n}", obj) for n, obj in _json_lines(path, text)]
+    except (RecursionError, ValueError) as e:
+        raise DataFormatError(path, None, None, f"unreadable JSON: {e}") from None
+    if isinstance(doc, dict):
+        return [(0, doc)]
+    if not isinstance(doc, list):
+        raise DataFormatError(path, None, None, f"expected MiSC episode objects, got {type(doc).__name__}")
+    return list(enumerate(doc))

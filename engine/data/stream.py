@@ -70,12 +70,19 @@ class EpisodeStream:
         if first == "[" and format in ("auto", "convai2", "memlab"):
             kind = self._first_element_kind()
             if format == "auto":
-                format = {"convai2": "convai2", "locomo": "locomo"}.get(kind, "memlab")
+                format = {"convai2": "convai2", "locomo": "locomo", "misc": "misc"}.get(kind, "memlab")
             if format == "convai2":
                 return "convai2", "xpersona"
             if format == "memlab":
                 return "memlab", "array"
         if first == "{" and format in ("auto", "memlab") and self._looks_like_json_lines(head):
+            from .misc import looks_like_misc
+
+            try:
+                if format == "auto" and looks_like_misc(json.loads(head.lstrip().splitlines()[0])):
+                    return "misc", "whole"  # the MiSC release's JSON Lines
+            except (ValueError, IndexError):
+                pass
             return "memlab", "lines"
         if format == "auto":
             from .readers import detect_format
@@ -91,6 +98,8 @@ class EpisodeStream:
                         return "convai2"
                     if "conversation" in obj and "sample_id" in obj:
                         return "locomo"
+                    if "first_session_dialogue" in obj and "main_speaker" in obj:
+                        return "misc"
                 return "memlab"
         except DataFormatError:
             return "memlab"  # the read proper reports it, with its location

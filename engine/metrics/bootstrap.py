@@ -9,6 +9,12 @@ Tibshirani 1993; the percentile interval, as in Koehn 2004 for BLEU). One resamp
   statistics (``w @ stats``), C-Dist from an n-gram × item incidence matrix (an n-gram is present in
   the resample when an item containing it was drawn).
 
+Distinct-n needs one correction: a resample that draws a response twice adds its n-grams to the total but
+no new distinct ones, so resampled C-Dist values sit well below the estimate (on ConvAI2's 7.3k replies,
+C-Dist-2 0.394 vs resample mean 0.278). A metric with ``shift_to_estimate = True`` therefore gets the
+percentile interval of its resamples shifted by the bootstrap bias estimate (``mean(resamples) - value``), so
+the interval keeps the bootstrap's spread but is centred where the estimate is.
+
 Every metric object implements :class:`Scored`; :func:`resample_weights` draws one weight matrix that
 several metrics (and several systems answering the same items) share, which makes the intervals
 *paired*: a difference between two systems can be bootstrapped from the same draws.
@@ -65,7 +71,11 @@ def interval(scored: Scored, weights: np.ndarray | None = None, *, n_resamples: 
         weights = resample_weights(scored.n_items, n_resamples, seed)
     if weights.shape[1] != scored.n_items:
         raise ValueError(f"weights are for {weights.shape[1]} items, the metric has {scored.n_items}")
-    return percentile_interval(scored.resampled(weights), level)
+    values = np.asarray(scored.resampled(weights), dtype=float)
+    if getattr(scored, "shift_to_estimate", False) and np.isfinite(values).any():
+        values = values - (np.nanmean(values) - scored.value())
+    lo, hi = percentile_interval(values, level)
+    return (max(0.0, lo), min(1.0, hi)) if np.isfinite(lo) else (lo, hi)
 
 
 @dataclass

@@ -27,6 +27,7 @@ class DistinctScore:
 
     incidence: object  # scipy.sparse csr (n_ngrams, n_items), 1 where the item contains the n-gram
     counts: np.ndarray  # n-grams per item (with repeats)
+    shift_to_estimate = True  # duplicated draws bias resamples low (see engine.metrics.bootstrap)
 
     @property
     def n_items(self) -> int:

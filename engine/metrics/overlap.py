@@ -22,12 +22,19 @@ from .bootstrap import MeanScore
 def _bleu1():
     from sacrebleu.metrics import BLEU
 
-    return BLEU(max_ngram_order=1)
+    # force=True only silences sacrebleu's "forgot to detokenize" log lines (the score is unchanged);
+    # the response table reports pre-tokenised input in its notes instead.
+    return BLEU(max_ngram_order=1, force=True)
 
 
 def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} responses but {len(references)} references")
+
+
+def looks_pretokenised(texts: Sequence[str], at_least: int = 100) -> bool:
+    """sacrebleu's own heuristic: at least ``at_least`` texts end in a tokenised period (``" ."``)."""
+    return sum(1 for t in texts if t.endswith(" .")) >= at_least
 
 
 def bleu1(hypotheses: Sequence[str], references: Sequence[str]) -> float:

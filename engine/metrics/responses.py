@@ -38,7 +38,7 @@ from typing import Iterable
 
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MeanScore, interval, resample_weights
 from .distinct import c_dist_scored, s_dist_items
-from .overlap import bleu1_scored, rouge_f
+from .overlap import bleu1_scored, looks_pretokenised, rouge_f
 from .persona_f1 import persona_f1_items
 
 METRIC_KEYS = ("bleu1", "rouge1", "rougeL", "c_dist1", "c_dist2", "s_dist1", "s_dist2", "persona_f1",
@@ -194,6 +194,9 @@ def score_records(records: list[ResponseRecord], *, classifier=None, classifier_
     ref_rows = [i for i, r in enumerate(records) if r.reference is not None]
     hyps, refs = [single[i] for i in ref_rows], [records[i].reference for i in ref_rows]
     put("bleu1", ref_rows, lambda: bleu1_scored(hyps, refs))
+    if "bleu1" in table.scored and looks_pretokenised(hyps):
+        table.notes.append("many responses end in ' .' (pre-tokenised text); BLEU-1 applies sacrebleu's 13a "
+                           "tokeniser on top, as specified, which can lower it slightly")
     put("rouge1", ref_rows, lambda: MeanScore(rouge_f(hyps, refs, "rouge1")))
     put("rougeL", ref_rows, lambda: MeanScore(rouge_f(hyps, refs, "rougeL")))
     all_rows = list(range(len(records)))

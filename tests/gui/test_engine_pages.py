@@ -192,6 +192,11 @@ def test_compare_blind_vote_reveals_names_and_updates_the_leaderboard(ctx, qtbot
     assert "—" in page.panels[0].title()  # revealed
     assert len(compare_store.read_votes(ctx.data_dir)) == 1
     assert page.board.rowCount() == 2
+    assert page.board.item(0, 2).text().startswith("needs ")  # one vote: no interval pretending certainty
+    assert page.pairs.rowCount() == 1 and page.pairs.item(0, 1).text() == "1"
+    log = page.memory_log.toPlainText()  # revealed after the vote: stored and retrieved per system
+    assert "End of session 1" in log and "Session 2" in log
+    assert set(record["memory"]) == {p.system for p in page.panels}
 
 
 def test_models_page_reports_device_and_disables_4bit_without_cuda(ctx, qtbot):
