@@ -163,7 +163,7 @@ class ConsistencyGrounding:
 
     def __init__(self, classifier=None, *, min_prob: float = 0.5):
         if classifier is None:
-            from engine.metrics.consistency import ConsistencyClassifier  # noqa: PLC0415 (optional part)
+            from engine.metrics.consistency_model import ConsistencyClassifier
 
             classifier = ConsistencyClassifier.load_default()
         self.classifier, self.min_prob = classifier, min_prob
