@@ -199,7 +199,7 @@ def test_memory_quality_judge_counts_the_five_figures():
     doc = {"main": {"name": "Alice"}, "sessions": [
         {"index": 0, "turns": [{"speaker": "Bob", "text": chat["sessions"][0]["lines"][0]}]},
         {"index": 1, "turns": []},
-        {"index": 2, "turns": [{"speaker": "Bob", "text": "x"}, {"speaker": "Alice", "text": "y", "memories": [
+        {"index": 2, "turns": [{"speaker": "Bob", "text": "My dog chewed my running shoes!"}, {"speaker": "Alice", "text": "y", "memories": [
             {"text": "Bob adopted a beagle named Pepper. (about Bob, from first session)"}]},
             {"speaker": "Bob", "text": "q"}, {"speaker": "Alice", "text": "a", "memories": [
                 {"text": "Bob adopted a beagle named Pepper. (about Bob, from first session)"}]}]}],
