@@ -117,6 +117,27 @@ def cmd_ratings_import(args):
     return 0
 
 
+@_guard
+def cmd_package(args):
+    from .packages import package_annotator
+
+    info = package_annotator(args.study, args.campaign, args.annotator, args.out, overwrite=args.force)
+    print(f"wrote {args.out}: {info.annotator}'s queue in campaign {info.campaign!r} (group {info.group}), "
+          f"{len(info.item_hashes)} items")
+    return 0
+
+
+@_guard
+def cmd_merge(args):
+    from .packages import merge_packages
+
+    reports = merge_packages(args.study, args.packages, progress=_progress("merging"))
+    for r in reports:
+        print(r)
+    print(f"merged {len(reports)} package(s): {sum(r.added for r in reports)} rating(s) added")
+    return 0
+
+
 def _print_agreement(result, as_json):
     from .agreement import format_table
 
@@ -207,6 +228,19 @@ def register(sub) -> None:
     p.add_argument("--campaign", required=True)
     p.add_argument("csv", metavar="RATINGS.csv")
     p.set_defaults(func=cmd_ratings_import)
+
+    p = ss.add_parser("package", help="export one annotator's queue as a package file to rate on another machine")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("--annotator", required=True, metavar="NAME")
+    p.add_argument("--campaign", help="the campaign (default: the annotator's only campaign)")
+    p.add_argument("--out", required=True, metavar="FILE.memlab")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_package)
+
+    p = ss.add_parser("merge", help="append the ratings of returned annotator packages (idempotent, all-or-nothing)")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("packages", nargs="+", metavar="FILE.memlab")
+    p.set_defaults(func=cmd_merge)
 
     p = ss.add_parser("agreement", help="agreement figures of a campaign")
     p.add_argument("study", metavar="STUDY.db")

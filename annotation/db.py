@@ -1,6 +1,6 @@
 """The study database: one SQLite file per study (sqlite-utils), WAL, foreign keys on.
 
-DESIGN.md "Study database": content tables (episodes, sessions, turns, memories, memory_links,
+docs/architecture.md "Study schema": content tables (episodes, sessions, turns, memories, memory_links,
 memory_tags) hold what items show; campaigns, criteria, groups, annotators, members, items,
 assignments, ratings (append-only: an edit is a new row, the latest row counts) and reviews (QC)
 hold the study. ``schema_version`` records which forward migrations have run.

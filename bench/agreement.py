@@ -3,7 +3,7 @@
 Prints one JSON line: the median of 5 runs of the whole computation (:func:`compute_agreement`
 over the 8 MiSC criteria) with and without the bootstrap interval of Krippendorff's α, plus the
 reference time of one plain ``krippendorff.alpha`` call over the same data measured in the same
-run (the ratio tells how many such calls the whole computation costs). Target (DESIGN.md):
+run (the ratio tells how many such calls the whole computation costs). Target (docs/architecture.md, "Performance targets"):
 < 1 s on the 2-core build machine.
 
     python bench/agreement.py [--items 100000] [--repeats 5] [--no-bootstrap]

@@ -1,7 +1,7 @@
 """One EMMA bot turn with N stored memories: our path vs the released per-turn loop, same models, same run.
 
 Ours (paper §4.2 as built in engine/systems/emma): one context encoding, top-1 over the cached memory
-matrix (+ linked memories), one generation. Reference (the published release's loop, papers/INDEX.md):
+matrix (+ linked memories), one generation. Reference (the published release's loop, docs/architecture.md "EMMA release conventions"):
 re-encode the context (padded to 512 tokens) and every memory one by one (padded to 32 tokens: the release's
 encoding lengths, App. E.2 "the max length for the dialogue context encoder is 512, and ... for the memory
 encoder is 32"), then one sampled generation per

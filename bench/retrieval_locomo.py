@@ -1,8 +1,8 @@
 """EMMA retrieval on real long conversations: LoCoMo observations as memories, QA evidence as the gold.
 
 Each LoCoMo conversation becomes one memory store: one memory per *observation* (stored as EMMA stores a
-memory, with its provenance suffix, §4.1 / INDEX.md), carrying the observation's evidence turn ids.  For each
-QA pair the question is the retrieval context; a retrieval is a hit@k when one of the top-k memories by
+memory, with its provenance suffix, §4.1; docs/architecture.md "EMMA release conventions"), carrying the
+observation's evidence turn ids.  For each QA pair the question is the retrieval context; a retrieval is a hit@k when one of the top-k memories by
 Eq. (1) cosine similarity has an evidence turn among the question's evidence turns.  Questions whose evidence
 no observation covers cannot be hit and are counted separately.
 

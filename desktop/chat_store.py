@@ -1,7 +1,7 @@
 """Where live chats are kept.
 
 * Every change is written to ``DATA_DIR/chats/<chat id>.json`` (the full chat, branches included,
-  ``memlab-chat/1``) atomically: temp file, fsync, rename — a crash or kill never leaves half a file.
+  ``memlab-chat/2``, docs/chat-format.md) atomically: temp file, fsync, rename — a crash or kill never leaves half a file.
 * When a study is open, a finished chat (the user starts another chat, opens one, or closes the app)
   is imported into the study database as a ``memlab-episode/1`` episode with ``source
   "live-chat"`` through ``annotation.importer.import_episodes`` (one transaction), so the Studies
@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from desktop.chat_model import ChatDocument
+from engine.chat.document import ChatDocument
 
 
 def chats_dir(data_dir) -> Path:
@@ -28,25 +26,12 @@ def save_chat(doc: ChatDocument, data_dir) -> Path:
     doc.updated = dt.datetime.now().isoformat(timespec="seconds")
     path = chats_dir(data_dir) / f"{doc.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(doc.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return doc.save(path)
 
 
 def load_chat(path) -> ChatDocument:
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    try:
-        return ChatDocument.from_dict(data)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+    """A saved chat: ``memlab-chat/2`` or either kind of ``memlab-chat/1``."""
+    return ChatDocument.load(path)
 
 
 def list_chats(data_dir) -> list[tuple[Path, str, str]]:

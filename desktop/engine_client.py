@@ -20,6 +20,8 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
+from engine import protocol
+
 PUMP_BUDGET_S = 0.008  # at most this long per pump, then yield back to the event loop
 MAX_RESTARTS = 3  # within RESTART_WINDOW_S; more means something is wrong with the models
 RESTART_WINDOW_S = 120.0
@@ -51,7 +53,7 @@ def _exit_text(code) -> str:
 
 
 class EngineClient(QObject):
-    """Talks to one engine worker process; see :mod:`desktop.engine_worker` for the protocol."""
+    """Talks to one engine worker process in the messages of :mod:`engine.protocol`."""
 
     state_changed = Signal(str, str)  # state ("stopped"|"starting"|"ready"|"busy"|"restarting"|"failed"), detail
     info_changed = Signal(dict)
@@ -152,7 +154,7 @@ class EngineClient(QObject):
         if self._conn is not None:
             if send_shutdown:
                 try:
-                    self._conn.send({"op": "shutdown", "id": 0})
+                    self._conn.send(protocol.Shutdown().to_wire())
                 except (OSError, ValueError):
                     pass
             self._conn.close()
@@ -167,14 +169,14 @@ class EngineClient(QObject):
         self._next_id += 1
         self._pending[rid] = _Pending(op, on_done, on_error, on_token, on_progress, dict(fields))
         self._remember(op, fields)
-        self._send({"op": op, "id": rid, **fields})
+        self._send(protocol.request(op, rid, **fields).to_wire())
         self._set_state("busy", op)
         return rid
 
     def cancel(self, agent: str, request: int) -> None:
         """Stop the ``respond`` request ``request`` of ``agent`` at its next token (or before it starts)."""
         if self.is_running() and request in self._pending:
-            self._send({"op": "cancel", "id": 0, "agent": agent, "request": request})
+            self._send(protocol.Cancel(agent=agent, request=request).to_wire())
 
     def busy(self) -> bool:
         return bool(self._pending)
@@ -228,6 +230,10 @@ class EngineClient(QObject):
     def _dispatch(self, msg: dict) -> None:
         kind = msg.get("kind")
         if kind == "hello":
+            if msg.get("protocol") != protocol.PROTOCOL:
+                self._set_state("failed", f"the engine worker speaks {msg.get('protocol')!r}, this app "
+                                          f"{protocol.PROTOCOL!r}; reinstall MemLab so both are the same version")
+                return
             self._set_state("busy" if self._pending else "ready", f"engine worker pid {msg.get('pid')}")
             return
         p = self._pending.get(msg.get("id"))
@@ -322,7 +328,7 @@ class EngineClient(QObject):
         rid = self._next_id
         self._next_id += 1
         self._pending[rid] = _Pending(op, fields=dict(fields))
-        self._send({"op": op, "id": rid, **fields})
+        self._send(protocol.request(op, rid, **fields).to_wire())
 
     def _set_state(self, state: str, detail: str) -> None:
         if state != self.state or detail:

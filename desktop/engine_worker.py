@@ -1,31 +1,15 @@
 """The engine worker: a separate process that loads the models and runs the agents.
 
-The desktop app never runs model code in its own process (DESIGN.md: "the UI thread never blocks on
-models"; issue 5: a worker crash or out-of-memory ends the turn, not the app). The parent starts
-``python -m desktop.engine_worker FD`` and talks to :func:`worker_main` over a socket pair with
-``multiprocessing.connection`` (pickled dict messages).
+The desktop app never runs model code in its own process ("never block the UI"; a worker crash or
+out-of-memory ends the turn, not the app). The parent starts ``python -m desktop.engine_worker FD`` and talks to
+:func:`worker_main` over a socket pair with ``multiprocessing.connection``.  The messages are the typed,
+versioned dataclasses of :mod:`engine.protocol` (plain dicts on the wire); docs/architecture.md, "The engine
+worker protocol", describes them.  Each ``op_<name>`` method below handles one request class.
 
-Requests (parent → worker), each with an integer ``id``::
-
-    {"op": "info"}                                   → result: torch/CUDA/device facts, loaded models
-    {"op": "list_systems"}                           → result: {"systems": [registry records as plain data]}
-    {"op": "load", "needs": [roles]?}                → loads the configured models of those roles (progress), result: info
-    {"op": "prepare_models"}                         → builds the embedded default (progress), result: paths
-    {"op": "create_agent", "agent": A, "system": S, "main": {name, job}, "options": {...}}
-    {"op": "start_session", "agent": A, "partner": {name, job}, "index": i}
-    {"op": "respond", "agent": A, "text": T}        → token messages, then result: the turn record
-    {"op": "rewind", "agent": A, "turn": k}          → forget this session's turns from the k-th user turn on
-    {"op": "restore_turns", "agent": A, "turns": [...]} → put the session log back after a restart
-    {"op": "end_session", "agent": A}               → progress, result: memory update + memory snapshot
-    {"op": "state" | "memory", "agent": A}          → result: state dict | memory snapshot dict
-    {"op": "load_state", "agent": A, "state": {...}}
-    {"op": "edit_memory", "agent": A, "memory": id, "text": T} / {"op": "delete_memory", ...}
-    {"op": "cancel", "agent": A, "request": id}      (handled at once, by the reader thread)
-    {"op": "shutdown"}
-
-Replies (worker → parent): ``{"kind": "token"|"progress"|"result"|"error", "id": ..., ...}`` and one
-``{"kind": "hello", "pid": ...}`` at start. An exception inside a request becomes an ``error``
-reply; the worker keeps running. Out-of-memory errors are reported as such.
+The worker holds the models of the roles the created agents' registry records need (``generator``,
+``encoder``), loaded once and shared by every agent (the Compare page runs several agents on one generator).
+An exception inside a request becomes an ``Error`` reply; the worker keeps running. Out-of-memory errors are
+reported as such.
 
 This module imports no torch at import time; the engine is imported inside the handlers.
 """
@@ -38,6 +22,8 @@ import sys
 import threading
 import time
 import traceback
+
+from engine import protocol
 
 
 def _speaker(d):
@@ -69,6 +55,7 @@ class _Worker:
         self.encoder = None  # the encoder role, loaded when a system's record needs it
         self.retriever = None  # the published retriever checkpoint (a "retriever" component), when configured
         self.warmed = False  # the first-use warm-up ran (op_load)
+        self.shared_models: dict = {}  # what systems load themselves (Models.shared), kept across agents
         self.agents: dict = {}
         self.cancels: dict[str, tuple[int, threading.Event]] = {}  # agent → (respond request id, event)
         self.cancelled_requests: set = set()
@@ -85,45 +72,51 @@ class _Worker:
             try:
                 msg = self.conn.recv()
             except (EOFError, OSError):
-                self.inbox.put({"op": "shutdown", "id": -1})
+                self.inbox.put(protocol.Shutdown(id=-1))
                 return
-            if msg.get("op") == "cancel":
+            try:
+                req = protocol.parse_request(msg)
+            except protocol.ProtocolError as e:
+                rid = msg.get("id", 0) if isinstance(msg, dict) else 0
+                op = msg.get("op", "") if isinstance(msg, dict) else ""
+                self.send(protocol.Error(id=rid if isinstance(rid, int) else 0, op=str(op), message=str(e)).to_wire())
+                continue
+            if isinstance(req, protocol.Cancel):
                 # cancel names the respond request it stops: one that has not started yet is
                 # cancelled when it starts, and a late cancel cannot stop the next turn
-                target = msg.get("request")
                 with self.send_lock:
-                    self.cancelled_requests.add(target)
-                    current = self.cancels.get(msg.get("agent"))
-                if current is not None and current[0] == target:
+                    self.cancelled_requests.add(req.request)
+                    current = self.cancels.get(req.agent)
+                if current is not None and current[0] == req.request:
                     current[1].set()
                 continue
-            self.inbox.put(msg)
-            if msg.get("op") == "shutdown":
+            self.inbox.put(req)
+            if isinstance(req, protocol.Shutdown):
                 return
 
     def run(self) -> None:
         threading.Thread(target=self.reader, daemon=True, name="memlab-worker-reader").start()
-        self.send({"kind": "hello", "pid": os.getpid()})
+        self.send(protocol.Hello(pid=os.getpid()).to_wire())
         while True:
-            msg = self.inbox.get()
-            op, rid = msg.get("op"), msg.get("id")
+            req = self.inbox.get()
+            op, rid = req.op, req.id
             if op == "shutdown":
                 return
-            handler = getattr(self, "op_" + str(op), None)
+            handler = getattr(self, "op_" + op, None)
             if handler is None:
-                self.send({"kind": "error", "id": rid, "op": op, "message": f"unknown request {op!r}"})
+                self.send(protocol.Error(id=rid, op=op, message=f"request {op!r} is not handled by this worker").to_wire())
                 continue
             try:
-                result = _plain(handler(msg, rid))
-                self.send({"kind": "result", "id": rid, "op": op, "result": result})
+                result = _plain(handler(req, rid))
+                self.send(protocol.Result(id=rid, op=op, result=result).to_wire())
             except Exception as exc:  # noqa: BLE001 — every failure goes back as a message
                 if _is_oom(exc):
                     message = f"out of memory during {op}: {exc}. The turn was stopped; free memory or use a smaller model."
                     self._free_cuda()
                 else:
                     message = f"{type(exc).__name__}: {exc}"
-                self.send({"kind": "error", "id": rid, "op": op, "message": message,
-                           "traceback": traceback.format_exc(limit=6)})
+                self.send(protocol.Error(id=rid, op=op, message=message,
+                                         traceback=traceback.format_exc(limit=6)).to_wire())
 
     def progress(self, rid):
         def report(*args, **kw):
@@ -137,7 +130,7 @@ class _Worker:
                 done, total = nums[0], nums[1]
             elif len(nums) == 1:
                 done, total = (nums[0] * 1000, 1000) if nums[0] <= 1 else (nums[0], 0)
-            self.send({"kind": "progress", "id": rid, "label": str(label), "done": float(done), "total": float(total)})
+            self.send(protocol.Progress(id=rid, label=str(label), done=float(done), total=float(total)).to_wire())
 
         return report
 
@@ -147,31 +140,32 @@ class _Worker:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def agent(self, msg):
-        name = msg.get("agent")
+    def agent(self, req):
+        name = req.agent
         if name not in self.agents:
             raise KeyError(f"no agent {name!r} in the engine worker (create it first)")
         return self.agents[name]
 
     # -- requests ----------------------------------------------------------------------------
-    def op_ping(self, msg, rid):
+    def op_ping(self, req, rid):
         return {"pid": os.getpid()}
 
-    def op_crash(self, msg, rid):
+    def op_crash(self, req, rid):
         """Test hook: die the way a native crash would (no cleanup, no reply)."""
-        os._exit(int(msg.get("code", 3)))
+        os._exit(int(req.code))
 
-    def op_set_config(self, msg, rid):
-        new = dict(msg.get("config", {}))
+    def op_set_config(self, req, rid):
+        new = dict(req.config)
         if any(new.get(k) != self.config.get(k)
                for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever")):
             self.lm = self.encoder = self.retriever = None
             self.warmed = False
+            self.shared_models.clear()
             self.agents.clear()
         self.config = new
-        return self.op_info(msg, rid)
+        return self.op_info(req, rid)
 
-    def op_info(self, msg, rid):
+    def op_info(self, req, rid):
         import importlib.util
 
         info = {"pid": os.getpid(), "python": sys.version.split()[0], "torch": None, "cuda": False,
@@ -198,11 +192,11 @@ class _Worker:
             info["defaults"] = {"error": f"{type(exc).__name__}: {exc}"}
         return info
 
-    def op_load(self, msg, rid):
+    def op_load(self, req, rid):
         """Load the models of the roles in ``needs`` (default: generator and encoder) that are not loaded yet."""
         from engine.backbones import embedded, loading
 
-        needs = set(msg.get("needs") or ("generator", "encoder"))
+        needs = set(req.needs or ("generator", "encoder"))
         report = self.progress(rid)
         lm_id = self.config.get("lm") or ""
         enc_id = self.config.get("encoder") or str(embedded.default_encoder_path())
@@ -231,7 +225,7 @@ class _Worker:
             report("warming up the models (first-use costs out of the first reply)", 3, 4)
             self._warm_up()
         report("models loaded", 4, 4)
-        return self.op_info(msg, rid)
+        return self.op_info(req, rid)
 
     def _warm_up(self) -> None:
         """One 2-token generation and one encoding right after loading, so that the one-time costs of a
@@ -249,48 +243,49 @@ class _Worker:
             encode(self.encoder, ["warm-up sentence"], max_length=32)
         self.warmed = self.lm is not None
 
-    def op_list_systems(self, msg, rid):
+    def op_list_systems(self, req, rid):
         """The registry's records as plain data (docs/architecture.md, "The system registry")."""
         from engine.systems import registry
 
         return {"systems": [r.to_dict() for r in registry.systems()]}
 
-    def op_prepare_models(self, msg, rid):
+    def op_prepare_models(self, req, rid):
         from engine.backbones import embedded
 
         result = embedded.prepare_default_models(progress=self.progress(rid))
-        return {"result": str(result) if result is not None else "", "info": self.op_info(msg, rid)}
+        return {"result": str(result) if result is not None else "", "info": self.op_info(req, rid)}
 
-    def op_create_agent(self, msg, rid):
+    def op_create_agent(self, req, rid):
         from engine.systems import registry
 
-        record = registry.get(msg["system"])
+        record = registry.get(req.system)
         if any(getattr(self, attr) is None for role, attr in (("generator", "lm"), ("encoder", "encoder"))
                if role in record.needs):
-            self.op_load({**msg, "needs": sorted(record.needs)}, rid)
+            self.op_load(protocol.Load(id=rid, needs=sorted(record.needs)), rid)
         models = registry.Models(generator=self.lm if "generator" in record.needs else None,
-                                 encoder=self.encoder if "encoder" in record.needs else None)
+                                 encoder=self.encoder if "encoder" in record.needs else None,
+                                 cache=self.shared_models)
         if self.retriever is not None and "encoder" in record.needs:
             models.components["retriever"] = self.retriever
-        agent = registry.build_agent(record.name, models, **dict(msg.get("options") or {}))
-        agent.main = _speaker(msg.get("main") or {"name": "Me"})
-        self.agents[msg["agent"]] = agent
-        return {"agent": msg["agent"], "system": record.name, "describe": _plain(agent.describe()),
-                "info": self.op_info(msg, rid)}
+        agent = registry.build_agent(record.name, models, **dict(req.options or {}))
+        agent.main = _speaker(req.main or {"name": "Me"})
+        self.agents[req.agent] = agent
+        return {"agent": req.agent, "system": record.name, "describe": _plain(agent.describe()),
+                "info": self.op_info(req, rid)}
 
-    def op_drop_agent(self, msg, rid):
-        self.agents.pop(msg.get("agent"), None)
+    def op_drop_agent(self, req, rid):
+        self.agents.pop(req.agent, None)
         return {}
 
-    def op_start_session(self, msg, rid):
-        agent = self.agent(msg)
-        main = _speaker(msg["main"]) if msg.get("main") else agent.main
-        agent.start_session(main, _speaker(msg["partner"]), int(msg["index"]))
-        return {"index": int(msg["index"])}
+    def op_start_session(self, req, rid):
+        agent = self.agent(req)
+        main = _speaker(req.main) if req.main else agent.main
+        agent.start_session(main, _speaker(req.partner), int(req.index))
+        return {"index": int(req.index)}
 
-    def op_respond(self, msg, rid):
-        name = msg["agent"]
-        agent = self.agent(msg)
+    def op_respond(self, req, rid):
+        name = req.agent
+        agent = self.agent(req)
         cancel = threading.Event()
         with self.send_lock:
             self.cancels[name] = (rid, cancel)
@@ -300,9 +295,9 @@ class _Worker:
         started = time.perf_counter()
         cancelled = False
         try:
-            for piece in agent.respond(msg["text"], cancel):
+            for piece in agent.respond(req.text, cancel):
                 pieces.append(piece)
-                self.send({"kind": "token", "id": rid, "agent": name, "text": str(piece)})
+                self.send(protocol.Token(id=rid, agent=name, text=str(piece)).to_wire())
             # the agent itself stops at the next token once ``cancel`` is set (Agent contract)
             cancelled = cancel.is_set()
         except Exception as exc:
@@ -322,46 +317,46 @@ class _Worker:
                 "cancelled": bool(cancelled or getattr(rec, "cancelled", False)),
                 "seconds": time.perf_counter() - started}
 
-    def op_rewind(self, msg, rid):
+    def op_rewind(self, req, rid):
         """Forget the session's turns from the ``turn``-th user turn on (regenerate / edit a turn); the later
         turns stay in the app as a branch (Agent.rewind)."""
-        k = int(msg["turn"])
-        return {"turn": k, "kept": self.agent(msg).rewind(k)}
+        k = int(req.turn)
+        return {"turn": k, "kept": self.agent(req).rewind(k)}
 
-    def op_restore_turns(self, msg, rid):
+    def op_restore_turns(self, req, rid):
         """Put back this session's turns after a worker restart (the app keeps the transcript; Agent.restore)."""
         from engine.agent import Unsupported
 
         try:
-            return {"restored": self.agent(msg).restore(list(msg.get("turns", [])))}
+            return {"restored": self.agent(req).restore(list(req.turns))}
         except Unsupported:
             return {"restored": 0}
 
-    def op_end_session(self, msg, rid):
-        agent = self.agent(msg)
+    def op_end_session(self, req, rid):
+        agent = self.agent(req)
         update = agent.end_session(progress=self.progress(rid))
         return {"update": update.to_dict() if hasattr(update, "to_dict") else _plain(update),
                 "memory": agent.memory_view(), "state": _plain(agent.state())}
 
-    def op_state(self, msg, rid):
-        return _plain(self.agent(msg).state())
+    def op_state(self, req, rid):
+        return _plain(self.agent(req).state())
 
-    def op_load_state(self, msg, rid):
-        agent = self.agent(msg)
-        agent.load_state(msg["state"])
+    def op_load_state(self, req, rid):
+        agent = self.agent(req)
+        agent.load_state(req.state)
         return {"memory": agent.memory_view()}
 
-    def op_memory(self, msg, rid):
-        return self.agent(msg).memory_view()
+    def op_memory(self, req, rid):
+        return self.agent(req).memory_view()
 
-    def op_edit_memory(self, msg, rid):
-        agent = self.agent(msg)
-        agent.edit_memory(msg["memory"], msg["text"])
+    def op_edit_memory(self, req, rid):
+        agent = self.agent(req)
+        agent.edit_memory(req.memory, req.text)
         return agent.memory_view()
 
-    def op_delete_memory(self, msg, rid):
-        agent = self.agent(msg)
-        agent.delete_memory(msg["memory"])
+    def op_delete_memory(self, req, rid):
+        agent = self.agent(req)
+        agent.delete_memory(req.memory)
         return agent.memory_view()
 
 

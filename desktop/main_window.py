@@ -1,5 +1,5 @@
 """The main window: a sidebar of six pages (Ctrl+1…6), a study menu, and a status bar that says
-which device and model the engine uses and why (DESIGN.md: never a silent fallback)."""
+which device and model the engine uses and why (docs/architecture.md, "Models, offline first": never a silent fallback)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, p=path: self.ctx.set_study(p))
 
     def _ask_open_study(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study (*.db *.sqlite);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study or annotator package (*.db *.sqlite *.memlab);;All files (*)")
         if path:
             self.ctx.set_study(path)
 

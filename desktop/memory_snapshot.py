@@ -1,8 +1,9 @@
 """A read-only picture of one agent's egocentric memory, for the memory page and graph.
 
 Built either from what the engine worker reports (``Agent.memory_view()``, the shape of
-``engine.memory.view.store_view``) or from a saved episode (``memlab-episode/1``), so the page works on stored chats without the engine. Links point from the newer memory to the older
-(EMMA paper §3.3 "Memory Connection"); ``kind`` is ``related`` or ``update``.
+``engine.memory.view.store_view``) or from a saved episode (``memlab-episode/1``), so the page works on
+stored chats without the engine. Links point from the newer memory to the older (EMMA paper §3.3 "Memory
+Connection"); ``kind`` is ``related`` or ``update``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class MemorySnapshot:
     agent: str = ""  # the engine agent id it came from ("" for a saved episode)
     title: str = ""
     turn_text: dict[str, str] = field(default_factory=dict)  # turn id → "Speaker: text" (source turns)
+    # parameterised memory (the "adapters" capability, e.g. MiLP): one dict per partner adapter; None for a
+    # system whose memory is text
+    adapters: list[dict] | None = None
 
     @classmethod
     def from_worker(cls, data: dict, agent: str = "", title: str = "", turn_text: dict | None = None) -> "MemorySnapshot":
@@ -36,7 +40,8 @@ class MemorySnapshot:
                              list(m.get("source_turns", [])), list(m.get("versions", [])), bool(m.get("deleted", False)))
                 for m in data.get("memories", [])]
         links = [(str(l["src"]), str(l["dst"]), str(l.get("kind", "related"))) for l in data.get("links", [])]
-        return cls(str(data.get("owner", "")), mems, links, agent, title, dict(turn_text or {}))
+        adapters = [dict(a) for a in data["adapters"]] if isinstance(data.get("adapters"), list) else None
+        return cls(str(data.get("owner", "")), mems, links, agent, title, dict(turn_text or {}), adapters)
 
     @classmethod
     def from_episode(cls, episode, title: str = "") -> "MemorySnapshot":
@@ -50,7 +55,8 @@ class MemorySnapshot:
                 "memories": [{"id": m.id, "about": m.about, "session": m.session, "text": m.text,
                               "source_turns": m.source_turns, "versions": m.versions, "deleted": m.deleted}
                              for m in self.memories],
-                "links": [{"src": s, "dst": d, "kind": k} for s, d, k in self.links]}
+                "links": [{"src": s, "dst": d, "kind": k} for s, d, k in self.links],
+                **({"adapters": self.adapters} if self.adapters is not None else {})}
 
     # -- views -------------------------------------------------------------------------------
     def live(self) -> list[MemoryRecord]:

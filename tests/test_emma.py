@@ -26,7 +26,7 @@ def _agent(lm, **opts):
     return make_agent("emma", lm, minilm(), settings=GenerationSettings(max_new_tokens=6, do_sample=False), **opts)
 
 
-# ---------------------------------------------------------------- formats (Appendix E.1, INDEX.md)
+# ---------------------------------------------------------------- formats (Appendix E.1, docs/architecture.md "EMMA release conventions")
 def test_sequence_formats_match_the_paper():
     s = formats.generation_input(ALICE, BOB, [("Bob has a cat.", ["Bob got the cat in May."])], 1,
                                  [("Bob", "Hi!"), ("Alice", "Hello."), ("Bob", "Guess what?")], "Alice")

@@ -27,7 +27,7 @@ def test_options_are_typed_and_validated():
     rag = registry.get("rag")
     assert rag.validate({}) == {"k": 3}
     assert rag.validate({"k": "5"}) == {"k": 5}
-    with pytest.raises(ValueError, match="'k'.*not a int"):
+    with pytest.raises(ValueError, match="option 'k' of 'rag': 'many' is not an integer"):
         rag.validate({"k": "many"})
     with pytest.raises(ValueError, match="no option 'depth'.*its options: k"):
         rag.validate({"depth": 2})
@@ -68,3 +68,9 @@ def test_no_system_name_is_written_outside_its_own_folder():
                 if value in owners and not path.resolve().is_relative_to(owners[value]):
                     found.append(f"{path.relative_to(ROOT)}:{line}: {value!r}")
     assert not found, "system names written outside their folder:\n" + "\n".join(found)
+
+
+def test_models_shared_loads_once_per_key():
+    models, loads = registry.Models(), []
+    first = models.shared("teacher", lambda: loads.append(1) or object())
+    assert models.shared("teacher", lambda: loads.append(2) or object()) is first and loads == [1]

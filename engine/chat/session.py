@@ -1,121 +1,105 @@
-"""A mixed-session chat driven from outside (terminal, script, tests): one :class:`Agent`, one main
-speaker, a partner per session (EMMA paper §3: the partner changes between sessions).
+"""A mixed-session chat driven from outside (terminal, script, tests): one :class:`Agent`, one main speaker, a
+partner per session (EMMA paper §3: the partner changes between sessions).
 
-:class:`ChatSession` keeps a log of every session — turns, the memories each bot turn was given, and
-what the agent stored at the session's end — and saves/resumes the whole chat as JSON.
+:class:`ChatSession` drives the agent and keeps everything in a :class:`engine.chat.document.ChatDocument` — the
+same data model and ``memlab-chat/2`` file as the desktop app (docs/chat-format.md): turns, what each bot turn
+was given, what each session end stored, the memory view and the agent's state.  ``resume`` opens
+``memlab-chat/2`` and both kinds of ``memlab-chat/1``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-from pathlib import Path
 from typing import Callable
 
 from engine.agent import Agent, Unsupported
+from engine.chat.document import ChatDocument, ChatSession as DocSession, ChatTurn
 from engine.data.model import MemoryUpdate, Speaker
-
-CHAT_FORMAT = "memlab-chat/1"
 
 
 class ChatSession:
-    """Main speaker + agent + the session log. Call :meth:`set_partner` before the first :meth:`say`."""
+    """Main speaker + agent + the chat document. Call :meth:`set_partner` before the first :meth:`say`."""
 
-    def __init__(self, agent: Agent, main: Speaker):
+    def __init__(self, agent: Agent, main: Speaker, doc: ChatDocument | None = None):
         self.agent = agent
         self.main = main
-        self.partner: Speaker | None = None
-        self.index = -1
-        self.log: list[dict] = []  # one dict per session: index, partner, turns, stored
-        self._open = False
+        self.doc = doc or ChatDocument(agent.name, {"name": main.name, "job": main.job})
 
     @property
-    def current(self) -> dict | None:
-        return self.log[-1] if self._open else None
+    def current(self) -> DocSession | None:
+        """The open session of the document (``None`` between sessions)."""
+        return self.doc.open_session()
+
+    @property
+    def partner(self) -> Speaker | None:
+        return self.doc.current.partner_speaker() if self.doc.current else None
+
+    @property
+    def index(self) -> int:
+        return self.doc.current.index if self.doc.current else -1
 
     def set_partner(self, partner: Speaker, progress=None) -> MemoryUpdate | None:
         """End the current session (if any; returns what was stored) and start one with ``partner``."""
         update = self.end_session(progress)
-        self.partner = partner
-        self.index += 1
-        self.agent.start_session(self.main, partner, self.index)
-        self.log.append({"index": self.index, "partner": {"name": partner.name, "job": partner.job},
-                         "turns": [], "stored": None})
-        self._open = True
+        index = self.index + 1
+        self.agent.start_session(self.main, partner, index)
+        session = self.doc.new_session({"name": partner.name, "job": partner.job})
+        session.index = index
         return update
 
     def say(self, text: str, on_token: Callable[[str], None] | None = None,
-            cancel: threading.Event | None = None) -> dict:
-        """One user utterance and the bot's streamed reply; returns the bot turn's log entry."""
-        if not self._open:
+            cancel: threading.Event | None = None) -> ChatTurn:
+        """One user utterance and the bot's streamed reply; returns the bot turn."""
+        session = self.current
+        if session is None:
             raise RuntimeError("no partner yet: use /partner NAME:JOB (or --partner) first")
         for piece in self.agent.respond(text, cancel):
             if on_token:
                 on_token(piece)
         rec = self.agent.last_turn
-        turns = self.current["turns"]
-        turns.append({"speaker": self.partner.name, "text": text.strip()})
-        bot = {"speaker": self.main.name, "text": rec.reply, "cancelled": rec.cancelled,
-               "memories": [{k: v for k, v in g.items() if k != "kind"} for g in rec.given]}
-        turns.append(bot)
+        bot = ChatTurn("bot", rec.reply, [dict(g) for g in rec.given], rec.cancelled)
+        session.turns += [ChatTurn("user", text.strip()), bot]
         return bot
 
     def end_session(self, progress=None) -> MemoryUpdate | None:
-        if not self._open:
+        session = self.current
+        if session is None:
             return None
         update = self.agent.end_session(progress)
-        self.current["stored"] = {
-            "memories": [{"id": m.id, "about": m.about, "session": m.session, "text": m.text} for m in update.memories],
-            "links": [{"src": l.src, "dst": l.dst, "kind": l.kind} for l in update.links],
-            "notes": list(update.notes),
-            "rejected": list(getattr(update, "rejected", []) or []),
-        }
-        self._open = False
+        session.ended = True
+        session.stored = update.to_dict()
+        self.doc.memory = self.agent.memory_view()
+        self.doc.agent_state = self.agent.state()
         return update
 
     # ------------------------------------------------------------------ save / resume
-    def to_json(self) -> dict:
-        return {"format": CHAT_FORMAT, "agent": self.agent.name,
-                "main": {"name": self.main.name, "job": self.main.job},
-                "partner": None if self.partner is None else {"name": self.partner.name, "job": self.partner.job},
-                "index": self.index, "open": self._open, "log": self.log,
-                "agent_state": self.agent.state()}
-
     def save(self, path) -> None:
-        """Write atomically (temp file + rename), so a crash never leaves a half-written chat."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Write the document (``memlab-chat/2``) atomically; an open session is saved with its turns."""
+        import datetime as dt
+
+        self.doc.updated = dt.datetime.now().isoformat(timespec="seconds")
+        self.doc.agent_state = self.agent.state()  # the open session's turns are in the document
+        self.doc.memory = self.agent.memory_view()
+        self.doc.save(path)
 
     @classmethod
     def resume(cls, agent: Agent, path) -> "ChatSession":
         """Restore a saved chat; an open session continues with its turns so far."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read a saved chat ({e})") from None
-        if not isinstance(data, dict) or data.get("format") != CHAT_FORMAT:
-            raise ValueError(f"{path}: not a {CHAT_FORMAT} file (field 'format')")
-        if data.get("agent") != agent.name:
-            raise ValueError(f"{path}: saved with agent {data.get('agent')!r}, not {agent.name!r} (field 'agent')")
-        main = Speaker(data["main"]["name"], data["main"].get("job", ""))
-        chat = cls(agent, main)
-        agent.load_state(data["agent_state"])
-        chat.log, chat.index = data.get("log", []), int(data.get("index", -1))
-        if data.get("partner"):
-            chat.partner = Speaker(data["partner"]["name"], data["partner"].get("job", ""))
-        if data.get("open") and chat.partner is not None:
-            agent.start_session(main, chat.partner, chat.index)
-            turns = chat.log[-1]["turns"]
+        doc = ChatDocument.load(path)
+        if doc.system != agent.name:
+            raise ValueError(f"{path}: saved with system {doc.system!r}, not {agent.name!r} (field 'system')")
+        main = doc.main_speaker()
+        if doc.agent_state is not None:
+            agent.load_state(doc.agent_state)
+        chat = cls(agent, main, doc)
+        session = doc.open_session()
+        if session is not None:
+            agent.start_session(main, session.partner_speaker(), session.index)
+            speakers = {"bot": main.name, "user": session.partner.get("name", "")}
             try:  # continue the open session with its turns
-                agent.restore([{"speaker": t["speaker"], "text": t["text"],
-                                "memory_ids": [m["id"] for m in t.get("memories", [])]} for t in turns])
+                agent.restore([{"speaker": speakers[t.role], "text": t.text,
+                                "memory_ids": [m["id"] for m in t.memories if "id" in m]}
+                               for t in session.turns if not t.cancelled and t.text])
             except Unsupported:
                 pass
-            chat._open = True
         return chat

@@ -15,10 +15,11 @@ from .episode_format import parse_json, read_episodes, read_text
 from . import strict_json
 from .errors import DataFormatError
 from .locomo import episodes_from_locomo
+from .malp import episodes_from_malp, looks_like_malp
 from .misc import episodes_from_misc, looks_like_misc
 from .model import Episode
 
-FORMATS = ("auto", "memlab", "convai2", "locomo", "misc")
+FORMATS = ("auto", "memlab", "convai2", "locomo", "misc", "malp")
 
 
 _parse = parse_json
@@ -55,11 +56,16 @@ def detect_format(path, text: str | None = None) -> str:
             return "locomo"
         if looks_like_misc(first):
             return "misc"
+    if looks_like_malp(doc):
+        return "malp"
     return "memlab"
 
 
-def read_any(path, format: str = "auto") -> list[Episode]:
-    """Read episodes from ``path`` in ``format``; every problem is a :class:`DataFormatError`."""
+def read_any(path, format: str = "auto", problems: list | None = None) -> list[Episode]:
+    """Read episodes from ``path`` in ``format``; every problem is a :class:`DataFormatError`.
+
+    MaLP files are noisy: unreadable dialogues are skipped, each as a located error appended to
+    ``problems`` (or, without that list, reported as a warning naming file, record and field)."""
     if format not in FORMATS:
         raise DataFormatError(path, None, None, f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -72,6 +78,16 @@ def read_any(path, format: str = "auto") -> list[Episode]:
             episodes = episodes_from_xpersona(_parse(path, text), path)
         else:
             episodes = episodes_from_parlai_text(text, path)
+    elif fmt == "malp":
+        read = episodes_from_malp(_parse(path, text), path)
+        episodes = read.episodes
+        if problems is not None:
+            problems.extend(read.problems)
+        elif read.problems:
+            import warnings
+
+            warnings.warn(f"{len(read.problems)} MaLP record(s) skipped: " + "; ".join(map(str, read.problems[:20])),
+                          stacklevel=2)
     elif fmt == "misc":
         episodes = episodes_from_misc(_misc_records(path, text), path)
     else:

@@ -13,7 +13,7 @@
   so retrieval is one matrix–vector product (§4.2, Eq. 1 with L2-normalised vectors) rather than a
   re-encoding of every memory per turn.
 
-Torch-free (DESIGN.md import rules): the caller passes an ``embed`` function (texts → L2-normalised
+Torch-free (docs/architecture.md import rules): the caller passes an ``embed`` function (texts → L2-normalised
 ``numpy`` rows) from the model code.
 """
 

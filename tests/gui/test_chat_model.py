@@ -3,7 +3,7 @@
 from engine.data.episode_format import read_episodes, write_episodes
 
 from desktop import chat_store
-from desktop.chat_model import ChatDocument, ChatTurn
+from engine.chat.document import ChatDocument, ChatTurn
 
 
 def _chat():

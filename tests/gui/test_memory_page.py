@@ -126,3 +126,25 @@ def test_opens_the_memory_of_an_episode_file(page, tmp_path):
     assert p.table.rowCount() == 2 and "read-only" in p.title.text()
     p.select("m0")
     assert "Bob: I adopted a cat called Milo." in p.inspector.toPlainText()
+
+
+def test_parameterised_memory_shows_partner_adapters_instead_of_a_graph(page):
+    _, page = page
+    adapters = [{"partner": "Ann", "name": "p_ann_1", "theta": {"alpha": [1, 0, 1], "n": 2, "r": 8},
+                 "theta_text": "n=2 r=8 on 2/3 layers 0,2", "parameters": 12_288, "size_bytes": 24_576,
+                 "trained_turns": 6, "loss": 2.345, "steps": 8, "sessions": 2, "seconds": 40.0,
+                 "status": "max-steps", "active": True},
+                {"partner": "Bob", "name": "p_bob_2", "theta": {"alpha": [1, 1, 1], "n": 1, "r": 8},
+                 "theta_text": "n=1 r=8 on 3/3 layers 0-2", "parameters": 9_216, "size_bytes": 18_432,
+                 "trained_turns": 3, "loss": None, "steps": 0, "sessions": 1, "seconds": 1.0, "status": "cancelled"}]
+    snap = MemorySnapshot.from_worker({"owner": "Doctor", "memories": [], "links": [], "adapters": adapters},
+                                      title="milp chat")
+    assert snap.to_dict()["adapters"] == adapters
+    page.set_snapshot(snap)
+    assert page.views.currentWidget() is page.adapter_view
+    table = page.adapter_view.table
+    assert table.rowCount() == 2 and table.item(0, 0).text().startswith("Ann") and table.item(1, 6).text() == "—"
+    assert "█·█" in page.adapter_view.details.toPlainText()
+    assert "2 partner adapters" in page.title.text()
+    page.set_snapshot(snapshot())  # a text-memory system again: the list and graph come back
+    assert page.views.currentIndex() == 0

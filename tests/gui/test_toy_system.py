@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from engine import protocol
+
 pytestmark = pytest.mark.gui
 TOY = Path(__file__).resolve().parents[1] / "toy_systems" / "parrot"
 
@@ -45,7 +47,7 @@ def _everywhere(qtbot, tmp_path) -> dict:
     pickers = getattr(inner, "pickers", None) or getattr(compare, "pickers")
     worker = _Worker(conn=None, config={})
     return {"registry": registry.names(), "cli": _chat_choices(),
-            "worker": [s["name"] for s in worker.op_list_systems({}, 1)["systems"]],
+            "worker": [s["name"] for s in worker.op_list_systems(protocol.ListSystems(id=1), 1)["systems"]],
             "chat page": _combo_names(w.page("chat").system),
             "compare page": _combo_names(pickers[0])}
 
@@ -68,7 +70,7 @@ def test_a_toy_system_folder_appears_everywhere_and_disappears(qtbot, tmp_path, 
                                       "--script", str(script), "--json"])
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["agent"] == "parrot" and [s["partner"]["name"] for s in doc["sessions"]] == ["Bob", "Carol"]
+    assert doc["system"] == "parrot" and [s["partner"]["name"] for s in doc["sessions"]] == ["Bob", "Carol"]
     assert doc["sessions"][1]["turns"][-1]["text"] == "squawk second session"
 
     # the worker builds and runs it through the contract only
@@ -76,12 +78,15 @@ def test_a_toy_system_folder_appears_everywhere_and_disappears(qtbot, tmp_path, 
 
     worker = _Worker(conn=None, config={})
     worker.send = lambda msg: None
-    made = worker.op_create_agent({"agent": "p", "system": "parrot", "main": {"name": "Alice"}}, 1)
+    made = worker.op_create_agent(protocol.request("create_agent", 1, agent="p", system="parrot",
+                                                   main={"name": "Alice"}), 1)
     assert made["system"] == "parrot" and worker.lm is None, "a system that needs no model loads none"
-    worker.op_start_session({"agent": "p", "partner": {"name": "Bob"}, "index": 0}, 2)
-    assert worker.op_respond({"agent": "p", "text": "hi"}, 3)["reply"] == "you said: hi"
-    assert worker.op_rewind({"agent": "p", "turn": 0}, 4)["kept"] == 0
-    assert worker.op_memory({"agent": "p"}, 5)["memories"] == []
+    worker.op_start_session(protocol.request("start_session", 2, agent="p", partner={"name": "Bob"}, index=0), 2)
+    assert worker.op_respond(protocol.request("respond", 3, agent="p", text="hi"), 3)["reply"] == "you said: hi"
+    assert worker.op_rewind(protocol.request("rewind", 4, agent="p", turn=0), 4)["kept"] == 0
+    assert worker.op_memory(protocol.request("memory", 5, agent="p"), 5)["memories"] == []
+    worker.op_create_agent(protocol.request("create_agent", 6, agent="q", system="parrot", main={"name": "A"}), 6)
+    assert worker.agents["q"].heard is worker.agents["p"].heard, "what a system loads itself is shared"
 
     shutil.rmtree(plugins / "parrot")
     gone = _everywhere(qtbot, tmp_path / "b")

@@ -1,5 +1,5 @@
-"""Loading EMMA retriever checkpoints in the published layout (EMMA paper §4.2, App. E.2; INDEX.md):
-ONE safetensors file whose keys start with ``dialogue_encoder.`` (E_c, the context encoder) and
+"""Loading EMMA retriever checkpoints in the published layout (EMMA paper §4.2, App. E.2; docs/architecture.md,
+"EMMA release conventions"): ONE safetensors file whose keys start with ``dialogue_encoder.`` (E_c, the context encoder) and
 ``memory_encoder.`` (E_m), each over a BERT-family encoder (the release: bert-base-uncased).
 
 The same loader reads the files ``memlab train emma-retriever`` writes (engine.systems.emma.train_retriever; they add metadata naming the base
@@ -19,7 +19,7 @@ from pathlib import Path
 CHECKPOINT_NAME = "retriever.safetensors"  # the file name ``memlab train emma-retriever`` writes
 FORMAT = "emma-retriever/1"  # metadata "format" of the files MemLab writes
 PREFIXES = ("dialogue_encoder.", "memory_encoder.")
-RELEASE_POOLING = "cls"  # §4.2 / INDEX.md: the release compares [CLS] vectors
+RELEASE_POOLING = "cls"  # §4.2; the release compares [CLS] vectors
 
 
 class CheckpointError(ValueError):

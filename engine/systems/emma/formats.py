@@ -1,4 +1,4 @@
-"""EMMA's dialogue-module sequences (EMMA paper, Appendix E.1; exact forms in papers/INDEX.md).
+"""EMMA's dialogue-module sequences (EMMA paper, Appendix E.1; release conventions in docs/architecture.md).
 
 One dialogue module does three tasks, selected by a prefix (§4.1):
 
@@ -203,7 +203,7 @@ def link_input(m1: str, m2: str) -> str:
 
 
 def provenance_suffix(about: str, session_index: int) -> str:
-    """``(about <name>, from <ordinal> session)`` appended to each stored memory (INDEX.md)."""
+    """``(about <name>, from <ordinal> session)`` appended to each stored memory (docs/architecture.md, "EMMA release conventions")."""
     return f"(about {about}, from {ordinal(session_index)} session)"
 
 

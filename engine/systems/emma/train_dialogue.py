@@ -13,8 +13,8 @@ Datasets are built from ``memlab-episode/1`` episodes exactly as the paper descr
 * **linking** — memory pairs (newer, older-or-same-session) → ``positive`` for annotated links and
   ``negative`` for pairs sampled from the unlinked ones (§4.1 "Memory Linker").
 
-Stored memories carry the provenance suffix ``(about <name>, from <ordinal> session)`` (INDEX.md), so memory
-texts given to the generation and linking tasks carry it too; summarisation targets do not (the suffix is
+Stored memories carry the provenance suffix ``(about <name>, from <ordinal> session)`` (docs/architecture.md,
+"EMMA release conventions"), so memory texts given to the generation and linking tasks carry it too; summarisation targets do not (the suffix is
 added when a memory is stored).
 
 Seq2seq backbones (FLAN-T5) get the paper's sequences (``engine.systems.emma.formats``); causal chat backbones
@@ -195,7 +195,7 @@ def link_accuracy(model, tokenizer, kind: str, examples: Sequence[TaskExample], 
                   batch_size: int = 16) -> float | None:
     """Share of link examples whose gold label is the likelier of the two label words.
 
-    Scores both answers (``positive``/``negative``) by their log-probability — no sampling (DESIGN.md:
+    Scores both answers (``positive``/``negative``) by their log-probability — no sampling (docs/architecture.md, "Performance targets":
     links are computed "by scoring the two label tokens").
     """
     import torch
