@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 CHATS = Path(__file__).resolve().parent / "memory_quality_chats"
 FORMAT = "memlab-memory-chat/1"
 _PROVENANCE = re.compile(r"\s*\(about [^()]*, from [^()]* session\)\s*$")
@@ -108,6 +109,60 @@ def run_chat(chat: dict, extra: list[str], log_dir: Path | None) -> tuple[dict, 
     if proc.returncode != 0:
         raise RuntimeError(f"chat {chat['name']}: memlab chat exited {proc.returncode}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout), wall
+
+
+class InProcess:
+    """The same path as ``memlab chat --script FILE --json`` (engine.chat.cli: models and agent built from the
+    same arguments, the lines run by the same handler, the same JSON document), with the models loaded once
+    for all chats — a fresh agent per chat.  For a loaded machine, where starting one process per chat costs
+    more than the chat."""
+
+    def __init__(self, extra: list[str]):
+        import argparse as _ap
+
+        from engine.chat import cli
+
+        parser = _ap.ArgumentParser()
+        sub = parser.add_subparsers()
+        cli.register(sub)
+        self.cli = cli
+        self.args = parser.parse_args(["chat", "--agent", "emma", "--greedy", "--max-new-tokens", "32", *extra])
+        self.agent = cli.build_agent(self.args)  # loads the models once; describe() names them
+        self.models = None
+
+    def run(self, chat: dict) -> tuple[dict, float]:
+        import io
+
+        from engine.chat.session import ChatSession
+        from engine.data.model import Speaker
+        from engine.systems import registry
+
+        t0 = time.perf_counter()
+        fresh = registry.build_agent("emma", self._models(), **self._options())
+        session = ChatSession(fresh, Speaker.parse(chat["main"]))
+        sink = io.StringIO()
+        for line in script_text(chat).splitlines():
+            self.cli._handle(session, line, sink, stream=False)
+        session.end_session(lambda *a, **k: None)
+        doc = {k: v for k, v in session.doc.to_dict().items() if k != "agent_state"}
+        doc["models"] = fresh.describe()
+        return json.loads(json.dumps(doc, default=str)), time.perf_counter() - t0
+
+    def _models(self):
+        from engine.systems import registry
+
+        a = self.agent
+        m = registry.Models(settings=a.dialogue.settings)
+        m.generator = a.dialogue.lm
+        m.encoder = a.retriever.context_encoder if a.retriever.memory_encoder is a.retriever.context_encoder else None
+        m.components["retriever"] = a.retriever
+        return m
+
+    def _options(self) -> dict:
+        from engine.systems import registry
+
+        return registry.get("emma").validate(self.cli.parse_options(self.args.set) |
+                                             {"preset": self.args.preset})
 
 
 def bare(text: str) -> str:
@@ -235,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="*", help="chat names to run")
     p.add_argument("--out", help="folder for each chat's JSON document and stderr")
     p.add_argument("--no-detail", action="store_true", help="omit the per-chat 'detail' field")
+    p.add_argument("--in-process", action="store_true",
+                   help="load the models once and run every chat through the CLI's own code in this process")
     p.add_argument("--combine", nargs="+", metavar="LOG",
                    help="print the TOTAL line of the per-chat lines in these earlier outputs (runs split into parts)")
     args = p.parse_args(argv)
@@ -254,8 +311,14 @@ def main(argv=None) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     rows = []
+    runner = InProcess(extra) if args.in_process else None
     for chat in chats:
-        doc, wall = run_chat(chat, extra, out)
+        if runner is not None:
+            doc, wall = runner.run(chat)
+            if out:
+                (out / f"{chat['name']}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1))
+        else:
+            doc, wall = run_chat(chat, extra, out)
         row = judge(chat, doc)
         row["wall_s"] = round(wall, 1)
         row["models"] = {k: doc["models"].get(k) for k in ("label", "preset", "lm", "adapter") if k in doc["models"]}
