@@ -61,7 +61,8 @@ class EmmaAgent(StoreBackedAgent):
         self.retriever.max_linked = link_fan_out
         self.grounding_name = grounding
         if grounding == "likelihood":
-            self.grounding = LikelihoodGrounding(dialogue.lm, min_gain=grounding_min_gain)
+            self.grounding = LikelihoodGrounding(dialogue.lm, min_gain=grounding_min_gain,
+                                                 speakers=getattr(dialogue, "summary_speakers", True))
         elif grounding == "consistency":
             self.grounding = ConsistencyGrounding()
         elif grounding == "none":
@@ -181,6 +182,7 @@ class EmmaAgent(StoreBackedAgent):
                  link_fan_out=self.retriever.max_linked, link_threshold=self.link_threshold,
                  link_threshold_source=self.link_threshold_source, grounding=self.grounding_name,
                  retriever_note=getattr(self.retriever, "note", ""),
+                 summary_prompt=getattr(self.dialogue, "summary_prompt_note", ""),
                  context_encoder=self.retriever.context_encoder.name,
                  memory_encoder=self.retriever.memory_encoder.name,
                  encoder_device=self.retriever.context_encoder.plan.summary())

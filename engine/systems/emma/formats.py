@@ -273,13 +273,17 @@ def _generation_messages(main, partner, memories, session_index, history, bot_na
 
 
 def _summarize_messages(about, session_turns, main=None, partner=None, memories=None,
-                        session_index: int = 0) -> list[dict]:
+                        session_index: int = 0, speakers: bool = True) -> list[dict]:
     """The summariser as chat messages, carrying what App. E.1's final generation sequence carries: who
     the main speaker and the partner are (names, jobs), the session ordinal, the memories given at the last
     turn and every turn with its speaker's name.  The instruction text is the one the shipped adapter was
-    trained on; the speakers come first, as in the generation prompt (:func:`_generation_system`)."""
+    trained on; the speakers come first, as in the generation prompt (:func:`_generation_system`).
+
+    ``speakers=False`` gives the prompt of adapters trained before the speakers were added (the shipped one:
+    :func:`engine.systems.emma.dialogue.DialogueModule` decides from the adapter's ``training.json``) — the
+    speakers' names are then only in the transcript lines."""
     who = ""
-    if main is not None and partner is not None:
+    if speakers and main is not None and partner is not None:
         me = f"{main.name}, {main.job}" if main.job else main.name
         them = f"{partner.name}, {partner.job}" if partner.job else partner.name
         who = f"You are {me}. You talked with {them} in your {ordinal(session_index)} conversation session. "
@@ -290,7 +294,7 @@ def _summarize_messages(about, session_turns, main=None, partner=None, memories=
         f"worth remembering about {about}, answer {NONE_TOKEN}."
     )
     user = f"Conversation:\n{_transcript(session_turns)}\n\nMemories about {about}:"
-    if memories:
+    if memories and speakers:
         user = "Memories you were given:\n" + "\n".join(f"- {t.strip()}" for t, _ in memories) + "\n\n" + user
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

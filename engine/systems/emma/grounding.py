@@ -115,15 +115,16 @@ class LikelihoodGrounding:
 
     name = "likelihood"
 
-    def __init__(self, lm, *, min_gain: float = 0.3, margin: float = 0.0):
-        self.lm, self.min_gain, self.margin = lm, min_gain, margin
+    def __init__(self, lm, *, min_gain: float = 0.3, margin: float = 0.0, speakers: bool = True):
+        self.lm, self.min_gain, self.margin, self.speakers = lm, min_gain, margin, speakers
 
     def _prompt(self, about: str, turns, main: Speaker, partner: Speaker, session_index: int) -> str:
         from engine.systems import generation as gen
 
         kw = dict(about=about, session_turns=turns, main=main, partner=partner, memories=[],
                   session_index=session_index)
-        return gen.render_prompt(self.lm, formats.summarize_input(**kw), formats.chat_messages("summarize", **kw))
+        return gen.render_prompt(self.lm, formats.summarize_input(**kw),
+                                 formats.chat_messages("summarize", **kw, speakers=self.speakers))
 
     def judge(self, candidates: list[tuple[str, str]], turns: list[tuple[str, str]], main: Speaker,
               partner: Speaker, session_index: int) -> list[Verdict]:

@@ -312,6 +312,11 @@ def train_mix(out_dir: Path, *, settings: MixSettings, init: Path | None, budget
                    loss_fn=encoding.lm_loss, io=PeftAdapterIO(), out_dir=out_dir, config=cfg, progress=progress,
                    resume=resume, reasons=reasons)
     _dialogue_mod()._write_base_name(Path(out_dir), lm.name)
+    log = Path(out_dir) / "training.json"  # the prompt format is part of the adapter (dialogue.summary_prompt_kind)
+    if log.is_file():
+        rec = json.loads(log.read_text())
+        rec["summary_prompt"] = "speakers"
+        log.write_text(json.dumps(rec, indent=1))
     (Path(out_dir) / "mix.json").write_text(json.dumps({"settings": asdict(settings), "counts": counts,
                                                         "micro_batches": len(buckets)}, indent=1))
     return asdict(result)
