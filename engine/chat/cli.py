@@ -104,7 +104,7 @@ def build_agent(args):
     record = registry.get(args.agent)
     raw = parse_options(getattr(args, "set", []))
     preset = get_preset(getattr(args, "preset", None) or "embedded")
-    if record.name == "emma" and any(o.name == "preset" for o in record.options):
+    if any(o.name == "preset" for o in record.options):
         raw.setdefault("preset", preset.name)
     options = record.validate(raw)
     models = registry.Models(settings=GenerationSettings(max_new_tokens=args.max_new_tokens,
