@@ -97,6 +97,7 @@ class ChatPage(QWidget):
         self.doc: ChatDocument | None = None
         self.agent: AgentSession | None = None
         self.streaming: ChatTurn | None = None
+        self.agent_options: dict[str, dict] = {}  # system → options for its record (registry), e.g. from a test
         self._pending_partner: dict | None = None
         self._build()
         self._update_controls()
@@ -262,7 +263,8 @@ class ChatPage(QWidget):
         if self.agent is not None:
             self.agent.drop()
             self.agent.deleteLater()
-        self.agent = AgentSession(self.ctx.engine, self.doc.id, self.doc.system, self.doc.main, parent=self)
+        self.agent = AgentSession(self.ctx.engine, self.doc.id, self.doc.system, self.doc.main,
+                                  options=self.agent_options.get(self.doc.system), parent=self)
         self.agent.token.connect(self._on_token)
         self.agent.replied.connect(self._on_replied)
         self.agent.failed.connect(self._on_failed)
