@@ -190,10 +190,8 @@ def check_candidates(candidates: list[tuple[str, str]], turns: list[tuple[str, s
     seen = {normalise(t) for _, t in existing}
     verdicts: list[Verdict | None] = []
     for about, text in candidates:
-        why = form_problem(text, seen)
+        why = form_problem(text, seen)  # a fragment, or a duplicate of a memory already stored
         verdicts.append(Verdict(about, text, False, why) if why else None)
-        if not why:
-            seen.add(normalise(text))
     if embed is not None:
         todo = [i for i, v in enumerate(verdicts) if v is None]
         pool = [(a, t) for a, t in existing]
@@ -214,4 +212,12 @@ def check_candidates(candidates: list[tuple[str, str]], turns: list[tuple[str, s
         judged = grounding.judge([candidates[i] for i in todo], turns, main, partner, session_index)
         for i, v in zip(todo, judged):
             verdicts[i] = v
-    return [v or Verdict(*candidates[i], True) for i, v in enumerate(verdicts)]
+    out = [v or Verdict(*candidates[i], True) for i, v in enumerate(verdicts)]
+    kept: set[str] = set()
+    for v in out:  # duplicates within the session: only of a candidate that is kept (a rejected one hides nothing)
+        if v.ok:
+            key = normalise(v.text)
+            if key in kept:
+                v.ok, v.reason = False, "duplicate of a memory kept from this session"
+            kept.add(key)
+    return out
