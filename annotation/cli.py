@@ -100,11 +100,39 @@ def cmd_campaign_list(args):
 
 @_guard
 def cmd_annotator_add(args):
+    from .accounts import create_account
     from .campaigns import add_annotator
 
-    joined = add_annotator(args.study, args.name, args.group, args.campaign)
+    if args.role == "reviewer":
+        create_account(args.study, args.name, role="reviewer", pin=args.pin)
+        print(f"reviewer account {args.name!r} created")
+        return 0
+    if not args.group:
+        raise StudyError("an annotator needs --group (a reviewer: --role reviewer)")
+    joined = add_annotator(args.study, args.name, args.group, args.campaign, pin=args.pin)
     where = f"campaign(s) {', '.join(joined)}" if joined else "no campaign yet (joins later campaigns with that group)"
     print(f"annotator {args.name!r} in group {args.group!r} of {where}")
+    return 0
+
+
+@_guard
+def cmd_annotator_list(args):
+    from .accounts import list_accounts
+
+    for a in list_accounts(args.study):
+        print(f"{a.name}\t{a.role}\t{'PIN' if a.has_pin else 'no PIN'}\t{a.default_group or ''}")
+    return 0
+
+
+@_guard
+def cmd_campaign_close(args):
+    from .review import close_campaign, reopen_campaign
+
+    if args.reopen:
+        reopen_campaign(args.study, args.name)
+        print(f"campaign {args.name!r} is open for rating again")
+    else:
+        print(f"campaign {args.name!r} closed at {close_campaign(args.study, args.name)}; reviewers can start")
     return 0
 
 
@@ -211,15 +239,25 @@ def register(sub) -> None:
     p = cs.add_parser("list", help="list campaigns")
     p.add_argument("study", metavar="STUDY.db")
     p.set_defaults(func=cmd_campaign_list)
+    p = cs.add_parser("close", help="close rating (reviewers then see flags and disagreement); --reopen undoes it")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("name", metavar="CAMPAIGN")
+    p.add_argument("--reopen", action="store_true")
+    p.set_defaults(func=cmd_campaign_close)
 
     ann = ss.add_parser("annotator", help="manage annotators")
     asub = ann.add_subparsers(dest="annotator_command", metavar="ACTION", required=True)
-    p = asub.add_parser("add", help="add an annotator to a group")
+    p = asub.add_parser("add", help="add an annotator account (names compared ignoring case) to a group")
     p.add_argument("study", metavar="STUDY.db")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--group", required=True)
+    p.add_argument("--group", help="the group the annotator rates in (not for reviewers)")
     p.add_argument("--campaign", help="only this campaign (default: every campaign with that group, and later ones)")
+    p.add_argument("--pin", help="optional PIN asked on the Annotate page (stored hashed)")
+    p.add_argument("--role", choices=("annotator", "reviewer"), default="annotator")
     p.set_defaults(func=cmd_annotator_add)
+    p = asub.add_parser("list", help="list the study's accounts")
+    p.add_argument("study", metavar="STUDY.db")
+    p.set_defaults(func=cmd_annotator_list)
 
     rat = ss.add_parser("ratings", help="import ratings")
     rsub = rat.add_subparsers(dest="ratings_command", metavar="ACTION", required=True)

@@ -168,7 +168,9 @@ class _Worker:
     def op_info(self, req, rid):
         import importlib.util
 
-        info = {"pid": os.getpid(), "python": sys.version.split()[0], "torch": None, "cuda": False,
+        import socket
+
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "python": sys.version.split()[0], "torch": None, "cuda": False,
                 "gpu": "", "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None,
                 "config": self.config, "lm": None, "encoder": None, "defaults": {}, "agents": sorted(self.agents)}
         try:
@@ -272,6 +274,42 @@ class _Worker:
         self.agents[req.agent] = agent
         return {"agent": req.agent, "system": record.name, "describe": _plain(agent.describe()),
                 "info": self.op_info(req, rid)}
+
+    def op_eval_compare(self, req, rid):
+        """``memlab eval compare`` for the Compare page's offline evaluation (:func:`engine.evaluation.job.compare_job`)
+        on the loaded models; progress as it goes; a ``Cancel`` naming this request stops it between answers (the
+        report of what finished comes back)."""
+        from engine.evaluation.job import compare_job
+        from engine.evaluation.loading import SystemBuilder
+        from engine.systems import registry
+
+        systems = [str(s) for s in req.systems or []]
+        budget = float(req.budget_s) or None
+        records = {s: registry.get(s) for s in systems}
+        options = {s: dict((req.options or {}).get(s, {})) for s in systems}
+        for s, rec in records.items():
+            if budget is not None and any(o.name == "budget_s" for o in rec.options):
+                options[s].setdefault("budget_s", budget)
+            options[s] = rec.validate(options[s])
+        needs = sorted({role for rec in records.values() for role in rec.needs})
+        if needs:
+            self.op_load(protocol.Load(id=rid, needs=needs), rid)
+        models = registry.Models(generator=self.lm, encoder=self.encoder)
+        if self.retriever is not None:
+            models.components["retriever"] = self.retriever
+        cancel = threading.Event()
+        with self.send_lock:
+            self.cancels[req.agent] = (rid, cancel)
+            if rid in self.cancelled_requests:
+                cancel.set()
+        try:
+            return compare_job(SystemBuilder(models, options), data=req.data, systems=systems, format=req.format,
+                               limit=int(req.limit) or None, samples=int(req.samples), budget_s=budget, out=req.out,
+                               seed=int(req.seed), progress=self.progress(rid), cancel=cancel)
+        finally:
+            with self.send_lock:
+                self.cancels.pop(req.agent, None)
+                self.cancelled_requests.discard(rid)
 
     def op_drop_agent(self, req, rid):
         self.agents.pop(req.agent, None)
