@@ -100,11 +100,39 @@ def cmd_campaign_list(args):
 
 @_guard
 def cmd_annotator_add(args):
+    from .accounts import create_account
     from .campaigns import add_annotator
 
-    joined = add_annotator(args.study, args.name, args.group, args.campaign)
+    if args.role == "reviewer":
+        create_account(args.study, args.name, role="reviewer", pin=args.pin)
+        print(f"reviewer account {args.name!r} created")
+        return 0
+    if not args.group:
+        raise StudyError("an annotator needs --group (a reviewer: --role reviewer)")
+    joined = add_annotator(args.study, args.name, args.group, args.campaign, pin=args.pin)
     where = f"campaign(s) {', '.join(joined)}" if joined else "no campaign yet (joins later campaigns with that group)"
     print(f"annotator {args.name!r} in group {args.group!r} of {where}")
+    return 0
+
+
+@_guard
+def cmd_annotator_list(args):
+    from .accounts import list_accounts
+
+    for a in list_accounts(args.study):
+        print(f"{a.name}\t{a.role}\t{'PIN' if a.has_pin else 'no PIN'}\t{a.default_group or ''}")
+    return 0
+
+
+@_guard
+def cmd_campaign_close(args):
+    from .review import close_campaign, reopen_campaign
+
+    if args.reopen:
+        reopen_campaign(args.study, args.name)
+        print(f"campaign {args.name!r} is open for rating again")
+    else:
+        print(f"campaign {args.name!r} closed at {close_campaign(args.study, args.name)}; reviewers can start")
     return 0
 
 
@@ -114,6 +142,27 @@ def cmd_ratings_import(args):
 
     n = import_ratings_csv(args.study, args.campaign, args.csv, progress=_progress("ratings"))
     print(f"imported {n} ratings into campaign {args.campaign!r}")
+    return 0
+
+
+@_guard
+def cmd_package(args):
+    from .packages import package_annotator
+
+    info = package_annotator(args.study, args.campaign, args.annotator, args.out, overwrite=args.force)
+    print(f"wrote {args.out}: {info.annotator}'s queue in campaign {info.campaign!r} (group {info.group}), "
+          f"{len(info.item_hashes)} items")
+    return 0
+
+
+@_guard
+def cmd_merge(args):
+    from .packages import merge_packages
+
+    reports = merge_packages(args.study, args.packages, progress=_progress("merging"))
+    for r in reports:
+        print(r)
+    print(f"merged {len(reports)} package(s): {sum(r.added for r in reports)} rating(s) added")
     return 0
 
 
@@ -190,15 +239,25 @@ def register(sub) -> None:
     p = cs.add_parser("list", help="list campaigns")
     p.add_argument("study", metavar="STUDY.db")
     p.set_defaults(func=cmd_campaign_list)
+    p = cs.add_parser("close", help="close rating (reviewers then see flags and disagreement); --reopen undoes it")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("name", metavar="CAMPAIGN")
+    p.add_argument("--reopen", action="store_true")
+    p.set_defaults(func=cmd_campaign_close)
 
     ann = ss.add_parser("annotator", help="manage annotators")
     asub = ann.add_subparsers(dest="annotator_command", metavar="ACTION", required=True)
-    p = asub.add_parser("add", help="add an annotator to a group")
+    p = asub.add_parser("add", help="add an annotator account (names compared ignoring case) to a group")
     p.add_argument("study", metavar="STUDY.db")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--group", required=True)
+    p.add_argument("--group", help="the group the annotator rates in (not for reviewers)")
     p.add_argument("--campaign", help="only this campaign (default: every campaign with that group, and later ones)")
+    p.add_argument("--pin", help="optional PIN asked on the Annotate page (stored hashed)")
+    p.add_argument("--role", choices=("annotator", "reviewer"), default="annotator")
     p.set_defaults(func=cmd_annotator_add)
+    p = asub.add_parser("list", help="list the study's accounts")
+    p.add_argument("study", metavar="STUDY.db")
+    p.set_defaults(func=cmd_annotator_list)
 
     rat = ss.add_parser("ratings", help="import ratings")
     rsub = rat.add_subparsers(dest="ratings_command", metavar="ACTION", required=True)
@@ -207,6 +266,19 @@ def register(sub) -> None:
     p.add_argument("--campaign", required=True)
     p.add_argument("csv", metavar="RATINGS.csv")
     p.set_defaults(func=cmd_ratings_import)
+
+    p = ss.add_parser("package", help="export one annotator's queue as a package file to rate on another machine")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("--annotator", required=True, metavar="NAME")
+    p.add_argument("--campaign", help="the campaign (default: the annotator's only campaign)")
+    p.add_argument("--out", required=True, metavar="FILE.memlab")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=cmd_package)
+
+    p = ss.add_parser("merge", help="append the ratings of returned annotator packages (idempotent, all-or-nothing)")
+    p.add_argument("study", metavar="STUDY.db")
+    p.add_argument("packages", nargs="+", metavar="FILE.memlab")
+    p.set_defaults(func=cmd_merge)
 
     p = ss.add_parser("agreement", help="agreement figures of a campaign")
     p.add_argument("study", metavar="STUDY.db")

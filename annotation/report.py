@@ -21,12 +21,15 @@ from typing import Callable
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from .agreement import BOOTSTRAP_RESAMPLES, agreement_for_study  # noqa: E402
 from .campaigns import get_campaign  # noqa: E402
 from .db import Study, StudyError, open_study  # noqa: E402
+from .dates import format_date, format_span  # noqa: E402
 from .eval_reports import eval_reports  # noqa: E402
 from .ratings import all_ratings, gold_report  # noqa: E402
 from .scales import format_value  # noqa: E402
@@ -69,6 +72,9 @@ def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESA
             "n_ratings_total": study.one("SELECT COUNT(*) FROM ratings WHERE campaign_id = ?", (camp.id,)),
             "n_ratings_latest": study.one("SELECT COUNT(*) FROM latest_ratings WHERE campaign_id = ?", (camp.id,)),
             "created_at": camp.created_at,
+            "closed_at": camp.closed_at,
+            "first_rating": study.one("SELECT MIN(created_at) FROM ratings WHERE campaign_id = ?", (camp.id,)),
+            "last_rating": study.one("SELECT MAX(created_at) FROM ratings WHERE campaign_id = ?", (camp.id,)),
             "notes": camp.description,
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "bootstrap_resamples": bootstrap,
@@ -80,6 +86,7 @@ def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESA
             "annotators": members,
             "gold": gold_report(study, campaign),
             "agreement": agreement,
+            "comparisons": comparison_counts(study),
             "eval_reports": [{"id": r.id, "created_at": r.created_at, "campaign": r.campaign, "systems": r.systems,
                               "data": r.data, "title": r.payload.get("title") or "Automatic evaluation",
                               "rows": r.metric_rows()} for r in eval_reports(study, campaign)],
@@ -87,6 +94,44 @@ def report_data(study_or_path, campaign: str, *, bootstrap: int = BOOTSTRAP_RESA
         if progress:
             progress(3, steps)
         return data
+
+
+def comparison_counts(study: Study) -> list[dict]:
+    """Compare-page votes stored in the study, per pair of systems (``a`` < ``b``)."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in study.query("SELECT left_system, right_system, outcome, voter, COUNT(*) AS n FROM compare_votes"
+                         " GROUP BY left_system, right_system, outcome, voter"):
+        a, b = sorted((r["left_system"], r["right_system"]))
+        row = out.setdefault((a, b), {"a": a, "b": b, "votes": 0, "a_wins": 0, "b_wins": 0, "ties": 0, "both_bad": 0,
+                                      "voters": []})
+        row["votes"] += r["n"]
+        if r["voter"] and r["voter"] not in row["voters"]:
+            row["voters"].append(r["voter"])
+        if r["outcome"] in ("left", "right"):
+            winner = r["left_system"] if r["outcome"] == "left" else r["right_system"]
+            row["a_wins" if winner == a else "b_wins"] += r["n"]
+        else:
+            row["ties" if r["outcome"] == "tie" else "both_bad"] += r["n"]
+    return sorted(out.values(), key=lambda x: -x["votes"])
+
+
+def group_interval(summary: dict, scale: str) -> tuple[float, float] | None:
+    """95% interval of a group's mean (Likert: t interval from the rating distribution) or pass rate
+    (Wilson score interval, ``statsmodels``); ``None`` with fewer than two ratings."""
+    n = summary["n_ratings"]
+    if n < 2:
+        return None
+    if scale == "likert":
+        from scipy.stats import t
+
+        if summary["sd"] is None:
+            return None
+        half = t.ppf(0.975, n - 1) * summary["sd"] / n ** 0.5
+        return max(1.0, summary["mean"] - half), min(5.0, summary["mean"] + half)
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(summary["distribution"]["pass"], n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
 
 
 # --- charts -----------------------------------------------------------------------------------
@@ -204,17 +249,21 @@ def _fmt(x, pct=False):
 
 
 def group_table(data: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["Criterion", "Group", "Annotators", "Items", "Ratings", "Mean ± SD / pass rate", "Distribution"]
+    head = ["Criterion", "Group", "Annotators", "Items", "Ratings", "Mean (SD) / pass rate", "95% interval", "Distribution"]
     rows = []
     for name, c in data["agreement"]["criteria"].items():
         for g, s in list(c["groups"].items()) + [("all", c["overall"])]:
+            ci = group_interval(s, c["scale"])
             if c["scale"] == "likert":
-                main = "n/a" if s["mean"] is None else f"{s['mean']:.2f} ± {s['sd']:.2f}" if s["sd"] is not None else f"{s['mean']:.2f}"
+                main = "n/a" if s["mean"] is None else f"{s['mean']:.2f} ({s['sd']:.2f})" if s["sd"] is not None else f"{s['mean']:.2f}"
                 dist = " ".join(f"{k}:{v}" for k, v in s["distribution"].items())
+                interval = f"{ci[0]:.2f} – {ci[1]:.2f}" if ci else "—"
             else:
                 main = _fmt(s["pass_rate"], pct=True)
                 dist = f"pass {s['distribution']['pass']} / fail {s['distribution']['fail']}"
-            rows.append([_label(data, name), g, str(s["n_annotators"]), str(s["n_items"]), str(s["n_ratings"]), main, dist])
+                interval = f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "—"
+            rows.append([_label(data, name), g, str(s["n_annotators"]), str(s["n_items"]), str(s["n_ratings"]), main,
+                         interval, dist])
     return head, rows
 
 
@@ -233,6 +282,37 @@ def agreement_table(data: dict) -> tuple[list[str], list[list[str]]]:
                      f"{c['n_items_all_groups']} / {c['n_items']}", _fmt(c["cross_group_agreement"], pct=True),
                      _fmt(c["agreement_within_1"], pct=True) if c["scale"] == "likert" else "—", alpha, fleiss, kappas])
     return head, rows
+
+
+def agreement_table_compact(data: dict) -> tuple[list[str], list[list[str]], list[list[str]], list[str]]:
+    """The agreement table for a screen: short cells (notes and definitions go to tooltips), one
+    Cohen's κ column per pair of groups. Returns ``head, rows, tips, head_tips``."""
+    crits = list(data["agreement"]["criteria"].items())
+    pairs = list(dict.fromkeys(k for _, c in crits for k in c["pairwise_kappa"]))
+    head = ["Criterion", "Scale", "Items", "Agreement", "Within 1", "Krippendorff α", "95% CI", "Fleiss κ"] + \
+        [f"κ {p}" for p in pairs]
+    head_tips = ["", "", "Items rated by every group / all items", "Share of items whose group values match across "
+                 "all groups (MiSC §5.1)", "Likert: share with max − min ≤ 1 across groups",
+                 "Krippendorff's α over annotators (ordinal for Likert, nominal for pass/fail)",
+                 "Percentile bootstrap over items", "Fleiss' κ: needs the same number of ratings on every item"] + \
+        [f"Cohen's κ between the values of groups {p.replace('|', ' and ')}" for p in pairs]
+    rows, tips = [], []
+    for name, c in crits:
+        ci = c["krippendorff_alpha_ci"]
+        alpha_note = c.get("krippendorff_alpha_note") or ""
+        fleiss_note = c.get("fleiss_kappa_note") or ""
+        crit = next((x for x in data["criteria"] if x["name"] == name), {})
+        row = [_label(data, name), "1–5" if c["scale"] == "likert" else "pass/fail",
+               f"{c['n_items_all_groups']} / {c['n_items']}", _fmt(c["cross_group_agreement"], pct=True),
+               _fmt(c["agreement_within_1"], pct=True) if c["scale"] == "likert" else "—",
+               _fmt(c["krippendorff_alpha"]) + ("*" if alpha_note and c["krippendorff_alpha"] is None else ""),
+               f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "—",
+               _fmt(c["fleiss_kappa"]) + ("*" if fleiss_note and c["fleiss_kappa"] is None else "")]
+        row += [_fmt(c["pairwise_kappa"].get(p)) for p in pairs]
+        tip = [crit.get("definition", ""), "", "", "", "", alpha_note, "", fleiss_note] + [""] * len(pairs)
+        rows.append(row)
+        tips.append([t or v for t, v in zip(tip, row)])
+    return head, rows, tips, head_tips
 
 
 def eval_table(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -266,7 +346,10 @@ def facts_rows(data: dict) -> list[tuple[str, str]]:
         ("Sources", ", ".join(s or "—" for s in f["sources"])),
         ("Annotators", str(len(data["annotators"]))),
         ("Ratings", f"{f['n_ratings_latest']} counted ({f['n_ratings_total']} rows incl. edits)"),
-        ("Created", f["created_at"]), ("Report generated", f["generated_at"]),
+        ("Created", format_date(f["created_at"])),
+        ("Rating period", format_span(f.get("first_rating"), f.get("last_rating")) if f.get("first_rating") else "no ratings yet"),
+        ("Rating closed", format_date(f["closed_at"]) if f.get("closed_at") else "open"),
+        ("Report generated", format_date(f["generated_at"])),
         ("Bootstrap", f"{f['bootstrap_resamples']} resamples of items, fixed seed"),
     ] + ([("Notes", f["notes"])] if f.get("notes") else [])
 
@@ -347,6 +430,9 @@ def render_html(data: dict) -> str:
         parts.append(f"<h2>{html.escape(rep['title'])} <span class='muted'>(automatic, report {rep['id']}, "
                      f"{html.escape(rep['data'])})</span></h2>")
         parts.append(_html_table(*eval_table(rep)))
+    if data.get("comparisons"):
+        parts.append("<h2>Side-by-side comparisons <span class='muted'>(Compare page votes stored in this study)</span></h2>")
+        parts.append(_html_table(*comparison_table(data)))
     parts.append("<h2>Groups</h2>")
     parts.append(_html_table(*group_table(data)))
     parts.append("<h2>Annotators</h2>")
@@ -360,88 +446,271 @@ def render_html(data: dict) -> str:
     return "".join(parts)
 
 
-def _table_page(pdf, title, head, rows, col_widths, rows_per_page=18, font=9):
-    """A4-landscape pages with a clean table: wrapped cells, one height per row, shaded header."""
-    scale = 118 / sum(col_widths)  # characters that fit across the page at this font size
-    chars = [max(int(w * scale), 6) for w in col_widths]
-    line_h = 0.034
-    for start in range(0, max(len(rows), 1), rows_per_page):
-        chunk = rows[start:start + rows_per_page]
-        fig = plt.figure(figsize=(11.69, 8.27))
-        fig.text(0.05, 0.93, title + (" (continued)" if start else ""), fontsize=15, weight="bold")
-        ax = fig.add_axes([0.05, 0.05, 0.9, 0.84])
+A4 = (8.27, 11.69)  # portrait, inches
+MARGIN = 0.07
+
+
+class _Page:
+    """One portrait A4 page laid out top to bottom: headings, paragraphs, tables and charts."""
+
+    def __init__(self, pdf, data: dict, number: list[int]):
+        self.pdf, self.data, self.number = pdf, data, number
+        self.fig = plt.figure(figsize=A4)
+        self.y = 1 - MARGIN
+        number[0] += 1
+        f = data["facts"]
+        self.fig.text(MARGIN, 0.03, f"MemLab · {f['campaign']} · {format_date(f['generated_at'], time=False)}",
+                      fontsize=7, color="#777")
+        self.fig.text(1 - MARGIN, 0.03, f"page {number[0]}", fontsize=7, color="#777", ha="right")
+
+    def room(self) -> float:
+        return self.y - 0.06
+
+    def heading(self, text: str, size: int = 14) -> None:
+        self.fig.text(MARGIN, self.y, text, fontsize=size, weight="bold", va="top")
+        self.y -= 0.012 * size / 10 + 0.022
+
+    def para(self, text: str, size: float = 8.5, width: int = 118, colour: str = "#333") -> None:
+        wrapped = _wrap(text, width)
+        self.fig.text(MARGIN, self.y, wrapped, fontsize=size, va="top", color=colour, linespacing=1.35)
+        self.y -= (wrapped.count("\n") + 1) * size * 0.00205 + 0.008
+
+    def table(self, head: list[str] | None, rows: list[list[str]], widths: list[float], size: float = 7.5) -> list[list[str]]:
+        """Draw as many rows as fit; returns the rows left over (for the next page)."""
+        total = sum(widths)
+        xs, x = [], MARGIN
+        for w in widths:
+            xs.append(x)
+            x += (1 - 2 * MARGIN) * w / total
+        # characters that fit in each column at this size (DejaVu Sans averages ~0.6 em per character)
+        chars = [max(int((1 - 2 * MARGIN) * A4[0] * 72 / (0.6 * size) * (w / total)) - 2, 3) for w in widths]
+        line_h = size * 0.0021
+
+        def draw(cells, bold=False, shade=None):
+            wrapped = [_wrap(c, n) for c, n in zip(cells, chars)]
+            lines = max(w.count("\n") + 1 for w in wrapped)
+            h = lines * line_h + 0.006
+            if shade:
+                self.fig.patches.append(matplotlib.patches.Rectangle(
+                    (MARGIN, self.y - h + 0.002), 1 - 2 * MARGIN, h, transform=self.fig.transFigure,
+                    facecolor=shade, edgecolor="none", zorder=0))
+            for xx, w in zip(xs, wrapped):
+                self.fig.text(xx + 0.003, self.y - 0.002, w, fontsize=size, va="top", weight="bold" if bold else None,
+                              linespacing=1.25)
+            self.y -= h
+            line = matplotlib.lines.Line2D([MARGIN, 1 - MARGIN], [self.y + 0.001] * 2, transform=self.fig.transFigure,
+                                           color="#c8ccd2", lw=0.5)
+            self.fig.lines.append(line)
+
+        if head:
+            draw(head, bold=True, shade="#e8ecf2")
+        for i, r in enumerate(rows):
+            need = (max(_wrap(c, n).count("\n") + 1 for c, n in zip(r, chars))) * line_h + 0.006
+            if self.y - need < 0.06:
+                return rows[i:]
+            draw(r, shade="#f7f8fa" if i % 2 else None)
+        self.y -= 0.012
+        return []
+
+    def chart(self, fig_chart, height: float) -> None:
+        """Paste a matplotlib figure as an image ``height`` (figure fraction) tall at the current place."""
+        buf = io.BytesIO()
+        fig_chart.savefig(buf, format="png", dpi=170)
+        plt.close(fig_chart)
+        buf.seek(0)
+        img = plt.imread(buf)
+        h_px, w_px = img.shape[:2]
+        width = 1 - 2 * MARGIN
+        aspect = (h_px / w_px) * (A4[0] / A4[1])
+        h = min(height, width * aspect)
+        w = h / aspect
+        ax = self.fig.add_axes([MARGIN + (width - w) / 2, self.y - h, w, h])
+        ax.imshow(img)
         ax.axis("off")
-        if not chunk:
-            ax.text(0, 1, "nothing to show yet", va="top", fontsize=10, color="#555")
-        else:
-            cells = [[_wrap(x, c) for x, c in zip(r, chars)] for r in chunk]
-            header = [_wrap(x, c) for x, c in zip(head, chars)]
-            t = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="left", colLoc="left",
-                         colWidths=[w / sum(col_widths) for w in col_widths])
-            t.auto_set_font_size(False)
-            t.set_fontsize(font)
-            all_rows = [header] + cells
-            for (r, _c), cell in t.get_celld().items():
-                lines = max(x.count("\n") + 1 for x in all_rows[r])
-                cell.set_height(line_h * lines + 0.012)
-                cell.set_edgecolor("#c8ccd2")
-                cell.PAD = 0.04
-                if r == 0:
-                    cell.set_facecolor("#e8ecf2")
-                    cell.get_text().set_weight("bold")
-                elif r % 2 == 0:
-                    cell.set_facecolor("#f7f8fa")
-        pdf.savefig(fig)
-        plt.close(fig)
+        self.y -= h + 0.015
+
+    def finish(self) -> None:
+        self.pdf.savefig(self.fig)
+        plt.close(self.fig)
+
+
+def chart_group_means(data: dict):
+    """Per criterion, each group's mean (Likert) or pass rate with its 95% interval."""
+    crits = list(data["agreement"]["criteria"].items())
+    if not crits:
+        return None
+    cols = min(len(crits), 3)
+    rows = (len(crits) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.3 * rows), squeeze=False)
+    for ax, (name, c) in zip(axes.flat, crits):
+        groups = list(c["groups"]) + ["all"]
+        summaries = [c["groups"][g] for g in c["groups"]] + [c["overall"]]
+        likert = c["scale"] == "likert"
+        vals, errs = [], [[], []]
+        for s_ in summaries:
+            v = s_["mean"] if likert else s_["pass_rate"]
+            ci = group_interval(s_, c["scale"])
+            vals.append(v if v is not None else float("nan"))
+            errs[0].append((v - ci[0]) if (ci and v is not None) else 0)
+            errs[1].append((ci[1] - v) if (ci and v is not None) else 0)
+        colours = [GROUP_COLOURS[i % len(GROUP_COLOURS)] for i in range(len(groups) - 1)] + ["#555555"]
+        ax.bar(range(len(groups)), vals, yerr=errs, color=colours, capsize=3, width=0.6,
+               error_kw={"elinewidth": 1, "ecolor": "#222"})
+        base = 1 if likert else 0
+        for x, v in enumerate(vals):  # the value inside the bar's foot, clear of the interval's caps
+            if v == v:
+                ax.annotate(f"{v:.2f}" if likert else f"{v:.0%}", (x, base), textcoords="offset points", xytext=(0, 3),
+                            ha="center", va="bottom", fontsize=7, color="white", weight="bold")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{g}" for g in groups], fontsize=8)
+        ax.set_ylim((1, 5.4) if likert else (0, 1.12))
+        ax.set_ylabel("mean (1–5)" if likert else "pass rate", fontsize=8)
+        _style(ax, _label(data, name))
+    for ax in list(axes.flat)[len(crits):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def write_pdf(data: dict, out: Path) -> Path:
+    """A report to print: title page (study, campaign, dates, annotators, criteria), agreement
+    (table and chart), per-criterion charts with per-group means and 95% intervals, the tables, and
+    automatic evaluation and comparisons when the study holds them. Portrait A4."""
+    tmp = out.with_name(out.name + ".tmp")
+    f = data["facts"]
+    number = [0]
+    with PdfPages(tmp) as pdf:
+        # 1 — title page
+        p = _Page(pdf, data, number)
+        p.y = 0.86
+        p.fig.text(MARGIN, p.y, "Annotation report", fontsize=26, weight="bold", va="top")
+        p.y -= 0.055
+        p.fig.text(MARGIN, p.y, f"Campaign “{f['campaign']}”", fontsize=16, va="top")
+        p.y -= 0.04
+        period = format_span(f.get("first_rating"), f.get("last_rating")) if f.get("first_rating") else "no ratings yet"
+        p.fig.text(MARGIN, p.y, f"Study {Path(f['study']).name} · rated {period} · "
+                                f"{len(data['annotators'])} annotators in {len(f['groups'])} groups",
+                   fontsize=11, va="top", color="#444")
+        p.y -= 0.05
+        rows = [[k, v] for k, v in facts_rows(data) if k not in ("Campaign",)]
+        p.table(None, rows, [22, 78], size=8.5)
+        p.heading("Annotators", 12)
+        by_group: dict[str, list[str]] = {}
+        for a in data["annotators"]:
+            by_group.setdefault(a["group"], []).append(f"{a['annotator']} ({a['ratings']} ratings)")
+        for g, names in by_group.items():
+            p.para(f"Group {g}: " + ", ".join(names), size=8.5)
+        if not by_group:
+            p.para("No annotators yet.")
+        p.heading("Criteria", 12)
+        for c in data["criteria"]:
+            p.para(f"{c['label']} ({'Likert 1–5' if c['scale'] == 'likert' else 'pass / fail'}, per {c['target']}): "
+                   f"{c['definition']}", size=8)
+        p.finish()
+
+        # 2 — agreement
+        p = _Page(pdf, data, number)
+        p.heading("Agreement across groups")
+        p.para("Agreement: share of items whose group values (median rounded down for Likert, majority for pass/fail "
+               "with ties as fail) are equal across all groups, over items every group rated (MiSC §5.1). "
+               f"Krippendorff's α with a percentile bootstrap over items ({f['bootstrap_resamples']} resamples); "
+               "Fleiss' κ where every item has the same number of ratings; Cohen's κ between each pair of groups.")
+        head, rows, tips, _ = agreement_table_compact(data)
+        head = [h.replace("Krippendorff α", "Kripp. α") for h in head]
+        left = p.table(head, rows, [19, 11, 8, 10, 7, 7, 16, 7] + [7] * (len(head) - 8), size=7)
+        notes = sorted({t for r, row in enumerate(rows) for c, t in enumerate(tips[r]) if row[c].endswith("*")})
+        for n in notes:
+            p.para("* " + n, size=7.5, colour="#555")
+        fig = chart_agreement(data)
+        if fig is not None:
+            p.chart(fig, min(0.3, p.room()))
+
+        # per-criterion charts: group means / pass rates with intervals, then Likert distributions
+        for title, note, fn, height in (
+                ("Per criterion: group means and pass rates with 95% intervals",
+                 "Each group's mean rating (Likert; t interval) or pass rate (pass/fail; Wilson interval); "
+                 "‘all’ pools the groups.", chart_group_means, 0.34),
+                ("Per criterion: rating distributions per group", "Share of each group's ratings at each score.",
+                 chart_distributions, 0.34)):
+            fig = fn(data)
+            if fig is None:
+                continue
+            if p.room() < 0.22:
+                p.finish()
+                p = _Page(pdf, data, number)
+            p.heading(title, 12)
+            p.para(note, size=8)
+            p.chart(fig, min(height, p.room()))
+        p.finish()
+
+        # 4 — tables
+        p = _Page(pdf, data, number)
+        p.heading("Per group")
+        head, rows = group_table(data)
+        widths = [22, 6, 10, 6, 8, 14, 12, 22]
+        left = p.table(head, rows, widths, size=7)
+        while left:
+            p.finish()
+            p = _Page(pdf, data, number)
+            p.heading("Per group (continued)")
+            left = p.table(head, left, widths, size=7)
+        if p.room() < 0.15:
+            p.finish()
+            p = _Page(pdf, data, number)
+        p.heading("Annotators")
+        head, rows = annotator_table(data)
+        left = p.table(head, rows, [24, 8, 12, 12, 10, 16], size=7.5)
+        while left:
+            p.finish()
+            p = _Page(pdf, data, number)
+            p.heading("Annotators (continued)")
+            left = p.table(head, left, [24, 8, 12, 12, 10, 16], size=7.5)
+        # then automatic evaluation and comparisons, when the study holds them (same page while there is room)
+        if data.get("eval_reports") or data.get("comparisons"):
+            if p.room() < 0.2:
+                p.finish()
+                p = _Page(pdf, data, number)
+            for rep in data.get("eval_reports", []):
+                if p.room() < 0.12:
+                    p.finish()
+                    p = _Page(pdf, data, number)
+                p.heading(f"{rep['title']} (automatic)", 12)
+                p.para(f"Report {rep['id']} of {format_date(rep['created_at'])} · systems {', '.join(rep['systems'])} · "
+                       f"{rep['data']}", size=8)
+                head, rows = eval_table(rep)
+                left = p.table(head, rows, [20, 26, 12, 22, 8], size=7.5)
+                while left:
+                    p.finish()
+                    p = _Page(pdf, data, number)
+                    left = p.table(head, left, [20, 26, 12, 22, 8], size=7.5)
+            if data.get("comparisons"):
+                if p.room() < 0.12:
+                    p.finish()
+                    p = _Page(pdf, data, number)
+                p.heading("Side-by-side comparisons (Compare page votes)", 12)
+                head, rows = comparison_table(data)
+                p.table(head, rows, [26, 8, 10, 11, 7, 8, 30], size=7.5)
+        p.finish()
+        info = pdf.infodict()
+        info["Title"] = f"MemLab annotation report: {f['campaign']}"
+        info["Creator"] = "MemLab"
+    os.replace(tmp, out)
+    return out
+
+
+def comparison_table(data: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["Pair", "Votes", "First wins", "Second wins", "Ties", "Both bad", "Voters"]
+    return head, [[f"{c['a']} vs {c['b']}", str(c["votes"]), str(c["a_wins"]), str(c["b_wins"]), str(c["ties"]),
+                   str(c["both_bad"]), ", ".join(c.get("voters") or []) or "—"] for c in data.get("comparisons", [])]
 
 
 def _wrap(text, width):
     import textwrap
 
-    return "\n".join(textwrap.wrap(str(text), width=max(int(width), 8))) or ""
-
-
-def write_pdf(data: dict, out: Path) -> Path:
-    tmp = out.with_name(out.name + ".tmp")
-    with PdfPages(tmp) as pdf:
-        fig = plt.figure(figsize=(11.69, 8.27))
-        fig.text(0.06, 0.88, "MemLab annotation report", fontsize=24, weight="bold")
-        fig.text(0.06, 0.83, f"Campaign “{data['facts']['campaign']}”", fontsize=16)
-        y = 0.74
-        for k, v in facts_rows(data):
-            fig.text(0.06, y, k, fontsize=10, color="#555")
-            fig.text(0.30, y, _wrap(v, 95), fontsize=10, va="top" if "\n" in _wrap(v, 95) else "baseline")
-            y -= 0.04 * (_wrap(v, 95).count("\n") + 1)
-        y -= 0.02
-        fig.text(0.06, y, "Criteria", fontsize=12, weight="bold")
-        y -= 0.04
-        for c in data["criteria"]:
-            text = _wrap(f"{c['label']} ({c['scale']}, per {c['target']}): {c['definition']}", 130)
-            fig.text(0.06, y, text, fontsize=9, va="top")
-            y -= 0.03 * (text.count("\n") + 1) + 0.01
-        pdf.savefig(fig)
-        plt.close(fig)
-        head, rows = agreement_table(data)
-        _table_page(pdf, "Agreement per criterion", head, rows, [16, 9, 10, 10, 8, 22, 18, 25], rows_per_page=8)
-        head, rows = group_table(data)
-        _table_page(pdf, "Group summaries", head, rows, [18, 6, 9, 7, 8, 14, 28], rows_per_page=16)
-        head, rows = annotator_table(data)
-        _table_page(pdf, "Annotators", head, rows, [24, 10, 10, 10, 10, 18], rows_per_page=18)
-        for title, fn in CHARTS:
-            chart = fn(data)
-            if chart is None:
-                continue
-            w, h = chart.get_size_inches()
-            chart.set_size_inches(min(11.69, w * 1.5), min(8.27, h * 1.5))
-            chart.suptitle(title, x=0.02, ha="left", fontsize=14, weight="bold")
-            chart.tight_layout(rect=(0.02, 0.02, 0.98, 0.93))
-            pdf.savefig(chart)
-            plt.close(chart)
-        info = pdf.infodict()
-        info["Title"] = f"MemLab annotation report: {data['facts']['campaign']}"
-        info["Creator"] = "MemLab"
-    os.replace(tmp, out)
-    return out
+    out = []
+    for para in str(text).split("\n"):
+        out.extend(textwrap.wrap(para, width=max(int(width), 4)) or [""])
+    return "\n".join(out)
 
 
 def write_report(study_or_path, campaign: str, out, *, bootstrap: int = BOOTSTRAP_RESAMPLES,

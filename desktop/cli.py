@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # Each module exposes ``register(subparsers)``; a missing optional part is skipped, not fatal.
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    # engine commands that write into a study (selfplay --study, eval compare --study) reach the annotation
+    # side through this composition point; the engine itself never imports annotation
+    if importlib.util.find_spec("annotation") is not None:
+        from desktop import study_bridge
+
+        parser.set_defaults(study_sink=study_bridge)
     return parser
 
 

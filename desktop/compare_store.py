@@ -36,9 +36,9 @@ def study_path_for(data_dir, study_path=None) -> Path:
 
 def append_vote(data_dir, left: str, right: str, outcome: str, *, blind: bool, transcript: dict,
                 partners: list | None = None, memory: dict | None = None, comparison: str = "",
-                study_path=None) -> dict:
+                study_path=None, voter: str = "") -> dict:
     return add_vote(study_path_for(data_dir, study_path), left, right, outcome, blind=blind, transcript=transcript,
-                    partners=partners, memory=memory, comparison=comparison)
+                    partners=partners, memory=memory, comparison=comparison, voter=voter)
 
 
 def read_votes(data_dir, study_path=None) -> list[dict]:

@@ -54,6 +54,7 @@ class _Worker:
         self.lm = None  # the generator role (engine.systems.registry.ROLES), shared by every agent
         self.encoder = None  # the encoder role, loaded when a system's record needs it
         self.retriever = None  # the published retriever checkpoint (a "retriever" component), when configured
+        self.shared_models: dict = {}  # what systems load themselves (Models.shared), kept across agents
         self.agents: dict = {}
         self.cancels: dict[str, tuple[int, threading.Event]] = {}  # agent → (respond request id, event)
         self.cancelled_requests: set = set()
@@ -157,6 +158,7 @@ class _Worker:
         if any(new.get(k) != self.config.get(k)
                for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever")):
             self.lm = self.encoder = self.retriever = None
+            self.shared_models.clear()
             self.agents.clear()
         self.config = new
         return self.op_info(req, rid)
@@ -240,7 +242,8 @@ class _Worker:
                if role in record.needs):
             self.op_load(protocol.Load(id=rid, needs=sorted(record.needs)), rid)
         models = registry.Models(generator=self.lm if "generator" in record.needs else None,
-                                 encoder=self.encoder if "encoder" in record.needs else None)
+                                 encoder=self.encoder if "encoder" in record.needs else None,
+                                 cache=self.shared_models)
         if self.retriever is not None and "encoder" in record.needs:
             models.components["retriever"] = self.retriever
         agent = registry.build_agent(record.name, models, **dict(req.options or {}))
@@ -248,6 +251,42 @@ class _Worker:
         self.agents[req.agent] = agent
         return {"agent": req.agent, "system": record.name, "describe": _plain(agent.describe()),
                 "info": self.op_info(req, rid)}
+
+    def op_eval_compare(self, req, rid):
+        """``memlab eval compare`` for the Compare page's offline evaluation (:func:`engine.evaluation.job.compare_job`)
+        on the loaded models; progress as it goes; a ``Cancel`` naming this request stops it between answers (the
+        report of what finished comes back)."""
+        from engine.evaluation.job import compare_job
+        from engine.evaluation.loading import SystemBuilder
+        from engine.systems import registry
+
+        systems = [str(s) for s in req.systems or []]
+        budget = float(req.budget_s) or None
+        records = {s: registry.get(s) for s in systems}
+        options = {s: dict((req.options or {}).get(s, {})) for s in systems}
+        for s, rec in records.items():
+            if budget is not None and any(o.name == "budget_s" for o in rec.options):
+                options[s].setdefault("budget_s", budget)
+            options[s] = rec.validate(options[s])
+        needs = sorted({role for rec in records.values() for role in rec.needs})
+        if needs:
+            self.op_load(protocol.Load(id=rid, needs=needs), rid)
+        models = registry.Models(generator=self.lm, encoder=self.encoder)
+        if self.retriever is not None:
+            models.components["retriever"] = self.retriever
+        cancel = threading.Event()
+        with self.send_lock:
+            self.cancels[req.agent] = (rid, cancel)
+            if rid in self.cancelled_requests:
+                cancel.set()
+        try:
+            return compare_job(SystemBuilder(models, options), data=req.data, systems=systems, format=req.format,
+                               limit=int(req.limit) or None, samples=int(req.samples), budget_s=budget, out=req.out,
+                               seed=int(req.seed), progress=self.progress(rid), cancel=cancel)
+        finally:
+            with self.send_lock:
+                self.cancels.pop(req.agent, None)
+                self.cancelled_requests.discard(rid)
 
     def op_drop_agent(self, req, rid):
         self.agents.pop(req.agent, None)

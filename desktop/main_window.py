@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self._build_status()
 
         ctx.navigate_requested.connect(self._navigate)
-        ctx.status_message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        ctx.status_message.connect(self.show_status)
         ctx.study_changed.connect(self._on_study)
         ctx.engine_info_changed.connect(self._on_engine_info)
         self._on_study(ctx.study_path or "")
@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
             a.triggered.connect(lambda _=False, p=path: self.ctx.set_study(p))
 
     def _ask_open_study(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study (*.db *.sqlite);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open study", "", "MemLab study or annotator package (*.db *.sqlite *.memlab);;All files (*)")
         if path:
             self.ctx.set_study(path)
 
@@ -165,6 +165,16 @@ class MainWindow(QMainWindow):
         else:
             self.engine_label.setText("engine not installed (annotation only)")
         self.ctx.engine_state_changed.connect(self._on_engine_state)
+
+    def show_status(self, message: str, timeout_ms: int = 8000) -> None:
+        """A status message elided to the room the permanent labels leave ("…", never cut mid-word
+        without a mark); the full text is the status bar's tooltip."""
+        bar = self.statusBar()
+        taken = sum(w.sizeHint().width() + 8 for w in (self.engine_label, self.device_label, self.model_label,
+                                                        self.study_label) if w.isVisible())
+        room = max(bar.width() - taken - 24, 120)
+        bar.showMessage(bar.fontMetrics().elidedText(message, Qt.TextElideMode.ElideRight, room), timeout_ms)
+        bar.setToolTip(message)
 
     def _on_engine_state(self, state: str, detail: str):
         self.engine_label.setText(f"engine: {state}")

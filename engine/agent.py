@@ -13,8 +13,9 @@ only through these methods, which raise :class:`Unsupported` where a system has 
 * ``adapters`` — parameterised memory (e.g. MiLP's per-partner adapters): one dict per adapter.
 
 On every agent (default implementations in :class:`engine.systems.session_agent.SessionLogAgent`):
-``ingest_session`` (log a session that already happened, then run the session-end step) and
-``sample_replies`` (n sampled replies to the current context, not logged; S-Dist).
+``ingest_session`` (log a session that already happened, then run the session-end step),
+``sample_replies`` (n sampled replies to the current context, not logged; S-Dist) and ``speak_first`` (open a
+session as the bot; self-play).
 
 Torch-free: concrete agents import torch inside their model code.
 """
@@ -104,6 +105,16 @@ class Agent(ABC):
     def sample_replies(self, utterance: str, n: int, cancel: threading.Event | None = None) -> list[str]:
         """``n`` sampled replies to the current context plus ``utterance``; nothing is logged."""
         raise Unsupported(f"{self.name} cannot sample replies")
+
+    def ingest_memories(self, memories: list[dict]) -> list[str]:
+        """Memories the agent holds before the first session (``[{"about", "text", "session"?}]``, e.g. ConvAI2
+        persona lines), kept as given; returns their ids.  Systems without a memory store raise Unsupported."""
+        raise Unsupported(f"{self.name} keeps no memories it could be given")
+
+    def speak_first(self, text: str | None = None, cancel: threading.Event | None = None) -> Iterator[str]:
+        """Open the current session as the bot (self-play, EMMA §5.3): with ``text``, log that given utterance as
+        the bot's own first turn (a seed's first utterance); without it, generate an opening utterance."""
+        raise Unsupported(f"{self.name} cannot open a session")
 
     # ------------------------------------------------------------------ optional capabilities
     def memory_view(self) -> dict:

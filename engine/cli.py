@@ -10,6 +10,7 @@ AREA_MODULES = (
     "engine.chat.cli",         # memlab chat
     "engine.training.cli",     # memlab train <system trainer> (from the registry)
     "engine.evaluation.cli",   # memlab eval responses (| compare)
+    "engine.selfplay.cli",     # memlab selfplay
 )
 
 

@@ -174,6 +174,25 @@ class DeleteMemory(Request):
 
 
 @dataclass
+class EvalCompare(Request):
+    """``memlab eval compare`` in the worker (the Compare page's offline evaluation): every system in ``systems``
+    answers the held-out turns of ``data`` (progress replies); a ``Cancel`` with ``agent`` and this request's id
+    stops it between answers → the report of what finished (:func:`engine.evaluation.job.compare_job`)."""
+
+    op: ClassVar[str] = "eval_compare"
+    agent: str = "__eval__"
+    data: str = ""
+    format: str = "auto"
+    systems: list = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+    limit: int = 0          # held-out turns; 0: all
+    samples: int = 5
+    budget_s: float = 0.0   # seconds per user for per-user training; 0: no limit
+    out: str = ""
+    seed: int = 0
+
+
+@dataclass
 class Cancel(Request):
     """Stop ``agent``'s respond request ``request`` at its next token (handled at once by the reader thread)."""
 
@@ -197,8 +216,8 @@ class Shutdown(Request):
 
 REQUESTS: dict[str, type[Request]] = {cls.op: cls for cls in (
     Ping, Info, SetConfig, Load, PrepareModels, ListSystems, CreateAgent, DropAgent, StartSession, Respond,
-    Rewind, RestoreTurns, EndSession, State, LoadState, Memory, EditMemory, DeleteMemory, Cancel, Crash,
-    Shutdown)}
+    Rewind, RestoreTurns, EndSession, State, LoadState, Memory, EditMemory, DeleteMemory, EvalCompare, Cancel,
+    Crash, Shutdown)}
 
 
 # ------------------------------------------------------------------------------------------ replies

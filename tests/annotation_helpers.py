@@ -1,5 +1,7 @@
 """Shared builders for the annotation tests (not a test module)."""
 
+import hashlib
+
 from engine.data.episode_format import write_episodes
 from engine.data.model import Episode, Link, Memory, Session, Speaker, Turn
 
@@ -18,3 +20,29 @@ def misc_episode(eid="ep1"):
 
 def episode_file(tmp_path, n=3, name="eps.json"):
     return write_episodes(tmp_path / name, [misc_episode(f"ep{i}") for i in range(n)])
+
+
+def value_for(annotator: str, item: str, criterion: str) -> int:
+    """A fixed pass/fail answer per (annotator, item, criterion): mostly the item's "truth", sometimes not."""
+    h = lambda s: int(hashlib.sha256(s.encode()).hexdigest(), 16)  # noqa: E731
+    truth = h(f"{item}/{criterion}") % 2
+    return truth if h(f"{annotator}/{item}") % 4 else 1 - truth
+
+
+def rate_everything(path, annotator: str) -> None:
+    """Work through the annotator's queue as the Annotate page does; the first answer is changed once
+    (an edit: the later rating counts) and the first item is flagged."""
+    from annotation.db import open_study
+    from annotation.queue import next_item
+    from annotation.ratings import rate
+    from annotation.review import flag_item
+
+    with open_study(path) as study:
+        first = True
+        while (q := next_item(study, "mem", annotator)) is not None:
+            for c in q.criteria:
+                if first:
+                    rate(study, "mem", annotator, q.item_id, c.name, 1 - value_for(annotator, q.key, c.name))
+                    flag_item(study, "mem", annotator, q.item_id, "typo in the memory")
+                    first = False
+                rate(study, "mem", annotator, q.item_id, c.name, value_for(annotator, q.key, c.name), seconds=1.5)

@@ -65,7 +65,7 @@ def test_study_commands_end_to_end(tmp_path, capsys):
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "Krippendorff" in html and "66.7%" in html
     pdf = (tmp_path / "report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 5
+    assert pdf.startswith(b"%PDF") and 3 <= pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") <= 5  # a report, not a page per table
 
     assert main(["study", "report", db, "--campaign", "ds", "--out", str(tmp_path / "r.docx")]) == 2
     assert main(["study", "agreement", db, "--campaign", "nope"]) == 2
@@ -77,3 +77,67 @@ def test_annotation_imports_neither_torch_nor_qt():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _reported_study(tmp_path):
+    from annotation.campaigns import add_annotator, create_campaign
+    from annotation.comparisons import add_vote
+    from annotation.db import init_study
+    from annotation.eval_reports import add_eval_report
+    from annotation.importer import import_file
+    from annotation.queue import next_item
+    from annotation.ratings import rate
+
+    s = init_study(tmp_path / "r.db")
+    import_file(s, episode_file(tmp_path, 3))
+    create_campaign(s, "m", "model", groups=2, overlap="full")
+    for name, g in (("Ada", "A"), ("Ben", "B")):
+        add_annotator(s, name, g, "m")
+        while (item := next_item(s, "m", name)) is not None:
+            for k, c in enumerate(item.criteria):
+                rate(s, "m", name, item.item_id, c.name, 3 + (k + len(name)) % 3)
+    add_eval_report(s, {"systems": ["emma"], "data": "ConvAI2 valid (20 dialogues)", "campaign": "m",
+                        "title": "Automatic metrics",
+                        "metrics": {"emma": {"con_score": {"value": 0.625, "low": 0.5, "high": 0.75, "n": 20}}}})
+    add_vote(s, "emma", "rag", "left", blind=True, transcript={})
+    return s
+
+
+def test_html_report_shows_dates_as_dates_eval_reports_and_comparisons(tmp_path):
+    import re
+
+    from annotation.report import write_report
+
+    with _reported_study(tmp_path) as s:
+        out = write_report(s, "m", tmp_path / "r.html", bootstrap=50)
+    text = out.read_text(encoding="utf-8")
+    facts = text.split("<h2>Criteria</h2>")[0]
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", facts), "ISO time stamps in the report's facts"
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", facts)
+    assert "Rating period" in facts and "Automatic metrics" in text and "0.625" in text and "0.500 – 0.750" in text
+    assert "emma vs rag" in text
+    assert "95% interval" in text  # per-group means with intervals
+
+
+def test_pdf_report_is_a_portrait_report_with_title_agreement_charts_and_tables(tmp_path):
+    import re
+
+    from annotation.report import write_report
+
+    with _reported_study(tmp_path) as s:
+        out = write_report(s, "m", tmp_path / "r.pdf", bootstrap=50)
+    raw = out.read_bytes()
+    pages = re.findall(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", raw)
+    assert 3 <= len(pages) <= 6
+    assert all(float(w) < float(h) for w, h in pages), "portrait A4 pages"
+    assert len(re.findall(rb"/Subtype /Image", raw)) >= 3  # agreement, group means, distributions charts
+
+
+def test_group_intervals_are_wilson_for_pass_rates_and_t_for_means():
+    from annotation.report import group_interval
+
+    lo, hi = group_interval({"n_ratings": 10, "distribution": {"pass": 8, "fail": 2}}, "passfail")
+    assert lo == pytest.approx(0.490, abs=0.002) and hi == pytest.approx(0.943, abs=0.002)  # Wilson 8/10
+    lo, hi = group_interval({"n_ratings": 9, "mean": 4.0, "sd": 1.0, "distribution": {}}, "likert")
+    assert (lo, hi) == (pytest.approx(4 - 2.306 / 3, abs=1e-3), pytest.approx(4 + 2.306 / 3, abs=1e-3))
+    assert group_interval({"n_ratings": 1, "mean": 4.0, "sd": None, "distribution": {}}, "likert") is None

@@ -184,3 +184,17 @@ def test_c_dist_interval_is_centred_on_the_estimate():
     assert raw.mean() < d.value() - 0.05  # duplicated draws bias the raw resamples low
     lo, hi = interval(d, n_resamples=200)
     assert lo < d.value() < hi and hi - lo < 0.1
+
+
+def test_metrics_are_torch_free(tmp_path):
+    import subprocess
+    import sys
+
+    p = _write(tmp_path, [{"id": 1, "response": "i like dogs", "responses": ["a b", "a c"], "reference": "i love dogs",
+                           "persona": ["i have a dog."]}])
+    code = ("import sys, engine.metrics as m; "
+            f"t = m.score_records(m.read_records({str(p)!r})).to_dict(ci=True, n_resamples=50); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(sorted(t))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "bleu1" in out.stdout and "persona_f1" in out.stdout

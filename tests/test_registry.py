@@ -68,3 +68,9 @@ def test_no_system_name_is_written_outside_its_own_folder():
                 if value in owners and not path.resolve().is_relative_to(owners[value]):
                     found.append(f"{path.relative_to(ROOT)}:{line}: {value!r}")
     assert not found, "system names written outside their folder:\n" + "\n".join(found)
+
+
+def test_models_shared_loads_once_per_key():
+    models, loads = registry.Models(), []
+    first = models.shared("teacher", lambda: loads.append(1) or object())
+    assert models.shared("teacher", lambda: loads.append(2) or object()) is first and loads == [1]

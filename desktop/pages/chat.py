@@ -433,12 +433,19 @@ class ChatPage(QWidget):
         out = [f"<p class='{cls}'><b>{html.escape(who)}:</b> {html.escape(t.text)}{extra}</p>"]
         if t.error:
             out.append(f"<p class='err'>⚠ {html.escape(t.error)}</p>")
+        out[0] = f"<a name='s{s.index}t{i}'></a>" + out[0]  # target of a "history given" link
         if t.role == "bot":
-            if t.memories:
+            past = [m for m in t.memories if m.get("kind") == "turn"]  # MDR: the history entries it was given
+            mems = [m for m in t.memories if m.get("kind") != "turn"]
+            if past:
+                links = ", ".join(f"<a href='turn:{html.escape(str(m['id']))}'>{html.escape(textwrap.shorten(m.get('text', ''), 100))}</a>"
+                                  + (f" <i>({html.escape(m['why'])})</i>" if m.get("why") else "") for m in past)
+                out.append(f"<p class='mem'>history given: {links}</p>")
+            if mems:
                 links = ", ".join(f"<a href='mem:{html.escape(m['id'])}'>{html.escape(textwrap.shorten(m.get('text', ''), 70))}</a>"
-                                  f" <i>({html.escape(m.get('about', ''))})</i>" for m in t.memories)
+                                  f" <i>({html.escape(m.get('about', ''))})</i>" for m in mems)
                 out.append(f"<p class='mem'>memories given: {links}</p>")
-            elif systems.shows_memory(self.doc.system):
+            elif systems.shows_memory(self.doc.system) and not past:
                 out.append("<p class='mem'>memories given: none</p>")
         return "".join(out)
 
@@ -446,6 +453,8 @@ class ChatPage(QWidget):
         kind, _, value = url.toString().partition(":")
         if kind == "mem":
             self.open_memory(value)
+        elif kind == "turn":
+            self.transcript.scrollToAnchor(value)
         elif kind == "edit":
             i = int(value)
             old = self.doc.current.turns[i].text

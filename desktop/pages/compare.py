@@ -210,6 +210,10 @@ class ComparePage(QWidget):
         self.pairs.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         bbox.addWidget(self.pairs, 1)
         self.tabs.addTab(board, "Leaderboard")
+        from desktop.pages.offline_eval import OfflineEvalTab  # "Run offline evaluation…" (memlab eval compare)
+
+        self.offline = OfflineEvalTab(self.ctx)
+        self.tabs.addTab(self.offline, "Offline evaluation")
         self.memory_log = QTextBrowser()
         self.memory_log.document().setDefaultStyleSheet(CSS)
         self.tabs.addTab(self.memory_log, "Memory")

@@ -39,8 +39,8 @@ def detect_format(path, text: str | None = None) -> str:
         if e.msg == "Extra data":  # JSON Lines: decide from the first record
             first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
             try:
-                first = json.loads(first_line)
-            except (json.JSONDecodeError, RecursionError):
+                first = strict_json.DECODER.decode(first_line)
+            except (ValueError, RecursionError):  # JSONDecodeError, or a conversion limit inside the decoder
                 return "memlab"  # its reader names the bad line
             return "misc" if looks_like_misc(first) else "memlab"
         raise DataFormatError(path, None, None, f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None

@@ -11,6 +11,7 @@ import sys
 # Modules adding ``memlab eval <action>``; each has ``register(eval_subparsers)``.
 ACTIONS = (
     "engine.evaluation.responses_cli",  # memlab eval responses
+    "engine.evaluation.compare_cli",    # memlab eval compare
 )
 
 LABELS = {"bleu1": "BLEU-1", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L", "c_dist1": "C-Dist-1",

@@ -30,6 +30,7 @@ HEADS_FILE = "heads.safetensors"
 META_FILE = "classifier.json"
 TASKS = ("consistency", "coherence")
 EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
+_DEFAULT: dict = {}
 
 
 class ClassifierMissingError(FileNotFoundError):
@@ -111,12 +112,17 @@ class ConsistencyClassifier:
 
     @classmethod
     def load_default(cls, *, device: str | None = None, encoder=None) -> "ConsistencyClassifier":
-        """The classifier shipped in ``assets/consistency/minilm-consistency`` (a clear error if missing)."""
+        """The classifier shipped in ``assets/consistency/minilm-consistency`` (a clear error if missing);
+        loaded once per process and device (pass ``encoder`` to reuse an already loaded MiniLM instead)."""
         if not (SHIPPED_DIR / META_FILE).is_file():
             raise ClassifierMissingError(
                 f"the shipped consistency classifier is missing from {SHIPPED_DIR}; reinstall MemLab or train one "
                 "with `memlab train consistency --out DIR` and pass it with --classifier DIR")
-        return cls.load(SHIPPED_DIR, device=device, encoder=encoder)
+        if encoder is not None:
+            return cls.load(SHIPPED_DIR, device=device, encoder=encoder)
+        if device not in _DEFAULT:
+            _DEFAULT[device] = cls.load(SHIPPED_DIR, device=device)
+        return _DEFAULT[device]
 
     def describe(self) -> dict:
         return {"source": self.source, "base_encoder": self.meta.get("base_encoder"),

@@ -152,14 +152,23 @@ def stream_generate(lm: LoadedLM, prompt: str, settings: GenerationSettings | No
     ``cancel`` is set, :class:`Cancelled` is raised after the pieces produced so far. Errors in the
     worker (e.g. out of memory) are re-raised here.
     """
+    settings = settings or GenerationSettings()
+    _ensure_pad(lm.tokenizer)
+    inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
+                       if lm.kind == "causal" else context_window(lm))
+    yield from stream_from_inputs(lm, inputs, settings, cancel)
+
+
+def stream_from_inputs(lm: LoadedLM, inputs: dict, settings: GenerationSettings | None = None,
+                       cancel: threading.Event | None = None) -> Iterator[str]:
+    """:func:`stream_generate` for ready ``model.generate`` inputs (``input_ids`` or ``inputs_embeds``, with
+    ``attention_mask``), e.g. MDR's response feature as soft prefix embeddings (paper 000 Eq. 14)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     settings = settings or GenerationSettings()
     tok = lm.tokenizer
     _ensure_pad(tok)
-    inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
-                       if lm.kind == "causal" else context_window(lm))
     stop = threading.Event()
     cancel = cancel or threading.Event()
 

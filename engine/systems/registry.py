@@ -66,13 +66,21 @@ class Option:
 @dataclass
 class Models:
     """What a record's ``build`` gets: the loaded models of the roles it ``needs`` (shared between agents),
-    ready-made components keyed by name (e.g. ``"retriever"``: a published EMMA retriever), and the
-    generation settings (``engine.systems.generation.GenerationSettings``; ``None``: the defaults)."""
+    ready-made components keyed by name (e.g. ``"retriever"``: a published EMMA retriever), the generation
+    settings (``engine.systems.generation.GenerationSettings``; ``None``: the defaults), and ``cache``: models a
+    system loads itself (a teacher/student pair, a checkpoint), kept by the engine worker across agents."""
 
     generator: object = None  # engine.backbones.types.LoadedLM
     encoder: object = None  # engine.backbones.types.LoadedEncoder | None
     components: dict = field(default_factory=dict)
     settings: object = None
+    cache: dict = field(default_factory=dict)
+
+    def shared(self, key: str, load: Callable[[], object]):
+        """``load()`` once per ``key`` for every agent built on these models (e.g. ``("mdr-teacher", path)``)."""
+        if key not in self.cache:
+            self.cache[key] = load()
+        return self.cache[key]
 
 
 @dataclass(frozen=True)

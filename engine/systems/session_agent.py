@@ -111,6 +111,21 @@ class SessionLogAgent(Agent):
     def respond(self, utterance: str, cancel: threading.Event | None = None) -> Iterator[str]:
         self._check_open()
         self.turns.append(Turn(self._turn_id(), self.partner.name, utterance.strip()))
+        yield from self._bot_turn(utterance, cancel)
+
+    def speak_first(self, text: str | None = None, cancel: threading.Event | None = None) -> Iterator[str]:
+        self._check_open()
+        if self.turns:
+            raise RuntimeError("speak_first() opens a session; this one already has turns")
+        if text is None:  # the prompt with no partner turn yet: the bot's opening utterance
+            yield from self._bot_turn("", cancel)
+            return
+        text = text.strip()
+        self.last_turn = TurnRecord(user="", reply=text)
+        self.turns.append(Turn(self._turn_id(), self.main.name, text))
+        yield text
+
+    def _bot_turn(self, utterance: str, cancel: threading.Event | None) -> Iterator[str]:
         prompt, memory_ids = self._prompt()
         record = TurnRecord(user=utterance, reply="", memory_ids=memory_ids, given=self.given_items(memory_ids))
         self.last_turn = record
@@ -219,6 +234,13 @@ class StoreBackedAgent(SessionLogAgent):
         if self.store is None:
             return super().given_items(ids)
         return [memory_brief(self.store, i) for i in ids]
+
+    def ingest_memories(self, memories: list[dict]) -> list[str]:
+        if self.main is None:
+            raise RuntimeError("the agent's main speaker is not set (start a session or set agent.main first)")
+        if self.store is None:
+            self.store = MemoryStore(self.main.name)
+        return [self.store.add(str(m["about"]), str(m["text"]), int(m.get("session", 0)), []).id for m in memories]
 
     def memory_view(self) -> dict:
         return store_view(self.store, getattr(self.main, "name", "") or "")

@@ -176,3 +176,101 @@ def test_report_exported_in_four_formats_like_the_cli(qtbot, tmp_path):
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
     header = (tmp_path / "report.csv").read_text().splitlines()[0]
     assert "annotator" in header and "value" in header
+
+
+def _rated_study(tmp_path):
+    from annotation.campaigns import add_annotator
+    from annotation.queue import next_item
+    from annotation.ratings import rate
+
+    study = make_study(tmp_path, campaigns=(("mem", "memory"),))
+    for name, group in (("Ada", "A"), ("Ben", "B"), ("Cy", "C"), ("Dee", "A")):
+        add_annotator(study, name, group, "mem")
+        for k in range(10):
+            item = next_item(study, "mem", name)
+            for c in item.criteria:
+                rate(study, "mem", name, item.item_id, c.name, (k + len(name)) % 3 != 0)
+    return study
+
+
+def test_agreement_table_fits_the_default_window_with_notes_in_tooltips(qtbot, tmp_path):
+    from desktop.main_window import MainWindow  # noqa: F401  (the default size below is its restore size)
+
+    study = _rated_study(tmp_path)
+    page = _page(qtbot, tmp_path, study)
+    page.resize(1200 - 140, 800 - 90)  # the main window's default size minus sidebar, menu and status bar
+    page.campaign_combo.setCurrentText("mem")
+    page.bootstrap.setValue(50)
+    page.tabs.setCurrentIndex(3)
+    page.compute_agreement()
+    _wait(qtbot, page)
+    qtbot.wait(50)
+    t = page.agreement_table
+    assert t.horizontalHeader().length() <= t.viewport().width() + 1  # no column cut off, no scrolling
+    fleiss = next(c for c in range(t.columnCount()) if t.horizontalHeaderItem(c).text() == "Fleiss κ")
+    cell = t.item(0, fleiss)
+    if cell.text().endswith("*"):  # the long reason lives in the tooltip and the note line, not the cell
+        assert len(cell.toolTip()) > 20 and cell.toolTip() in page.agreement_note.text()
+    assert all(t.horizontalHeaderItem(c).text() for c in range(t.columnCount()))
+    assert any(t.horizontalHeaderItem(c).text().startswith("κ A|B") for c in range(t.columnCount()))
+    for c in range(t.columnCount()):  # every cell shows its whole text
+        for r in range(t.rowCount()):
+            fm = t.fontMetrics()
+            assert fm.horizontalAdvance(t.item(r, c).text()) <= t.columnWidth(c), (r, c, t.item(r, c).text())
+
+
+def test_owner_creates_accounts_case_insensitively_and_closes_rating(qtbot, tmp_path):
+    from annotation.accounts import get_account
+    from annotation.review import is_closed
+
+    study = make_study(tmp_path)
+    page = _page(qtbot, tmp_path, study)
+    page.campaign_combo.setCurrentText("memory-check")
+    assert page.add_annotator("ada", "A")  # the existing account "Ada", not a second one
+    assert "existing account 'Ada'" in page.status_label.text()
+    assert page.add_annotator("Rita", role="reviewer", pin="1234")
+    assert get_account(study, "rita").role == "reviewer" and get_account(study, "Rita").has_pin
+    names = [page.accounts_table.item(r, 0).text() for r in range(page.accounts_table.rowCount())]
+    assert names.count("Ada") == 1 and "Rita" in names and "ada" not in names
+    assert page.close_rating()
+    assert is_closed(study, "memory-check")
+    row = [page.campaign_table.item(0, c).text() for c in range(page.campaign_table.columnCount())]
+    assert any(x.startswith("closed ") and "UTC" in x for x in row)
+    assert not any("T" in x and x[:4].isdigit() and "-" in x for x in row)  # dates shown as dates
+
+
+def test_long_status_messages_are_elided_with_the_full_text_as_tooltip(qtbot, tmp_path):
+    from desktop.app import create_window
+
+    ctx, window = create_window(None, settings_path=tmp_path / "s.ini", data_dir=tmp_path / "data")
+    qtbot.addWidget(window)
+    window.resize(1200, 800)
+    window.show()
+    long = "Agreement for memory-round-1: 434 ratings on 170 items (1000 bootstrap resamples). " * 3
+    ctx.status(long)
+    shown = window.statusBar().currentMessage()
+    assert shown.endswith("…") and len(shown) < len(long)
+    assert window.statusBar().toolTip() == long
+
+
+def test_import_can_be_cancelled_and_writes_nothing(qtbot, tmp_path):
+    from annotation.db import open_study
+    from desktop.pages.studies import import_files_job
+    from engine.data.corpus.generator import generate_episodes
+    from engine.data.episode_format import write_episodes
+
+    study = make_study(tmp_path, campaigns=())
+    with open_study(study) as s:
+        before = s.db["episodes"].count
+    files = [str(write_episodes(tmp_path / f"f{i}.json", generate_episodes(2, seed=20 + i))) for i in range(2)]
+    calls = []
+    out = import_files_job(str(study), files, "auto", cancel=lambda: calls.append(1) or len(calls) > 1)
+    assert "cancelled" in out[0][1] and "skipped" in out[1][1]
+    with open_study(study) as s:
+        assert s.db["episodes"].count == before
+    page = _page(qtbot, tmp_path, study)
+    page.import_files(files)
+    assert page.cancel_btn.isVisible()
+    page.cancel_import()
+    _wait(qtbot, page)
+    assert not page.cancel_btn.isVisible()

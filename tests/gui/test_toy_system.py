@@ -85,6 +85,8 @@ def test_a_toy_system_folder_appears_everywhere_and_disappears(qtbot, tmp_path, 
     assert worker.op_respond(protocol.request("respond", 3, agent="p", text="hi"), 3)["reply"] == "you said: hi"
     assert worker.op_rewind(protocol.request("rewind", 4, agent="p", turn=0), 4)["kept"] == 0
     assert worker.op_memory(protocol.request("memory", 5, agent="p"), 5)["memories"] == []
+    worker.op_create_agent(protocol.request("create_agent", 6, agent="q", system="parrot", main={"name": "A"}), 6)
+    assert worker.agents["q"].heard is worker.agents["p"].heard, "what a system loads itself is shared"
 
     shutil.rmtree(plugins / "parrot")
     gone = _everywhere(qtbot, tmp_path / "b")

@@ -4,7 +4,9 @@ from engine.systems.registry import Option, SystemRecord
 def build(models, options):
     from .agent import ParrotAgent
 
-    return ParrotAgent(options["prefix"])
+    agent = ParrotAgent(options["prefix"])
+    agent.heard = models.shared("parrot:heard", dict)  # one per worker, shared by every parrot agent
+    return agent
 
 
 RECORDS = [SystemRecord(name="parrot", label="Parrot (test)", help="repeats what the partner said",
