@@ -166,7 +166,9 @@ class _Worker:
     def op_info(self, req, rid):
         import importlib.util
 
-        info = {"pid": os.getpid(), "python": sys.version.split()[0], "torch": None, "cuda": False,
+        import socket
+
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "python": sys.version.split()[0], "torch": None, "cuda": False,
                 "gpu": "", "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None,
                 "config": self.config, "lm": None, "encoder": None, "defaults": {}, "agents": sorted(self.agents)}
         try:
