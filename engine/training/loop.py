@@ -149,7 +149,8 @@ class ModelIO(Protocol):
 
 class PeftAdapterIO:
     """Checkpoints as standard peft adapter directories (``adapter_config.json`` +
-    ``adapter_model.safetensors``), loadable with ``PeftModel.from_pretrained``."""
+    ``adapter_model.safetensors``), loadable with ``PeftModel.from_pretrained``.  A named adapter other
+    than ``default`` lives in the sub-directory peft gives it (``<dir>/<name>/``)."""
 
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(str(directory))
@@ -158,10 +159,14 @@ class PeftAdapterIO:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
+        name = getattr(model, "active_adapter", "default")
+        name = name if isinstance(name, str) else "default"
         path = Path(directory) / "adapter_model.safetensors"
+        if not path.is_file() and (Path(directory) / name / "adapter_model.safetensors").is_file():
+            path = Path(directory) / name / "adapter_model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no adapter weights in this checkpoint directory")
-        result = set_peft_model_state_dict(model, load_file(str(path)))
+        result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=name)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise ValueError(f"{path}: adapter does not fit this model; unexpected keys e.g. {unexpected[:3]}")
