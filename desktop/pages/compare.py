@@ -476,8 +476,10 @@ class ComparePage(QWidget):
                 self.pairs.setItem(r, c, item)
         blind = sum(1 for v in votes if v.get("blind"))
         where = self.ctx.study_path or compare_store.default_study_path(self.ctx.data_dir)
+        voters = sorted({v.get("voter") for v in votes if v.get("voter")})
         self.board_note.setText(
-            f"{len(votes)} votes ({blind} blind), stored in {where}. "
+            f"{len(votes)} votes ({blind} blind"
+            + (f"; voters: {', '.join(voters)}" if voters else "") + f"), stored in {where}. "
             "Bradley–Terry ratings on the Elo scale (mean 1000); ties and “both bad” count half a win each; "
             f"the 95% interval is the 2.5–97.5 % range over 1,000 bootstrap resamples of the votes, shown once a "
             f"system has {MIN_GAMES_FOR_INTERVAL} games.")
