@@ -2,7 +2,9 @@
 
 Ours (paper §4.2 as built in engine/systems/emma): one context encoding, top-1 over the cached memory
 matrix (+ linked memories), one generation. Reference (the published release's loop, docs/architecture.md "EMMA release conventions"):
-re-encode the context and every memory one by one padded to 512 tokens, then one sampled generation per
+re-encode the context (padded to 512 tokens) and every memory one by one (padded to 32 tokens: the release's
+encoding lengths, App. E.2 "the max length for the dialogue context encoder is 512, and ... for the memory
+encoder is 32"), then one sampled generation per
 stored memory to find its links (same chat prompt as our linker, until EOS or 8 new tokens: bench/linking.py),
 then the same reply generation. A reference turn estimated beyond --ref-budget-s is not run: its time is
 extrapolated linearly in N from the last measured N and the line says so (reference_estimated).
@@ -27,6 +29,7 @@ from bench_models import load_models, synthetic_memories  # noqa: E402
 from linking import reference_settings_json, sampled_link  # noqa: E402
 
 MAX_NEW = 16
+CONTEXT_MAX, MEMORY_MAX = 512, 32  # the release's encoding lengths (App. E.2)
 UTTERANCE = "Hi Alice, did Bob tell you how his cat is doing after the vet visit?"
 
 
@@ -65,14 +68,15 @@ def reference_turn(agent) -> float:
     agent.turns = []
     t = time.perf_counter()
     with torch.inference_mode():
-        def embed(text):
-            b = enc.tokenizer([text], padding="max_length", truncation=True, max_length=512, return_tensors="pt")
+        def embed(text, max_length):
+            b = enc.tokenizer([text], padding="max_length", truncation=True, max_length=max_length,
+                              return_tensors="pt")
             h = enc.model(**b).last_hidden_state
             v = (h * b["attention_mask"].unsqueeze(-1)).sum(1) / b["attention_mask"].sum(1, keepdim=True)
             return torch.nn.functional.normalize(v, dim=-1)[0]
 
-        c = embed(UTTERANCE)
-        vecs = [embed(m.text) for m in mems]  # every memory re-encoded, one by one
+        c = embed(UTTERANCE, CONTEXT_MAX)
+        vecs = [embed(m.text, MEMORY_MAX) for m in mems]  # every memory re-encoded, one by one
         top = max(range(len(mems)), key=lambda i: float(vecs[i] @ c))
         linked = []
         for m in mems:  # one sampled generation per stored memory to find links
@@ -117,7 +121,8 @@ def main(argv=None) -> int:
             ref = statistics.median(refs)
             per_memory, last_n = ref / n, n
             line.update(reference_median_s=round(ref, 4), ratio=round(ref / ours, 1), reference_repeats=len(refs))
-        line.update(max_new_tokens=MAX_NEW, reference_linker=reference_settings_json(), generator=desc,
+        line.update(max_new_tokens=MAX_NEW, reference_linker=reference_settings_json(),
+                    reference_encoding={"context_tokens": CONTEXT_MAX, "memory_tokens": MEMORY_MAX}, generator=desc,
                     encoder=encoder.name)
         print(json.dumps(line), flush=True)
     return 0

@@ -6,18 +6,24 @@ observation's evidence turn ids.  For each QA pair the question is the retrieval
 Eq. (1) cosine similarity has an evidence turn among the question's evidence turns.  Questions whose evidence
 no observation covers cannot be hit and are counted separately.
 
-Encoders: the untrained all-MiniLM-L6-v2 (one encoder for both sides) and the trained EMMA retriever
-(``memlab train emma-retriever``; two towers from its safetensors file).  Timing: the time per query with all
+Encoders: the untrained all-MiniLM-L6-v2 (one encoder for both sides), the retriever MemLab ships
+(``assets/retrievers/``; measured as shipped, no training step) and any ``--retriever FILE``.  Each is measured
+on all conversations and, when a checkpoint names the LoCoMo conversations it was trained on (metadata
+``trained_on_locomo``), on the ``unseen`` ones only — the fair comparison.  Timing: the time per query with all
 memories of the conversation encoded once and cached (one question encoding + one matrix-vector product, what
 the EMMA agent does), against the reference of the released loop, which re-encodes every memory per query —
 printed as a ratio measured in the same run.
 
-    .venv/bin/python bench/retrieval_locomo.py [--retriever FILE] [--max-questions N]
+    .venv/bin/python bench/retrieval_locomo.py [--data FILE] [--retriever FILE] [--max-questions N]
+
+Prints one JSON line per encoder and split: recall@1, recall@5, ms per query (cached memory vectors) and the
+reference (re-encoding every memory per query) with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -77,12 +83,24 @@ def evaluate(name, ctx, mem, convs, ks=(1, 5), reference_queries: int = 3) -> di
     return res
 
 
+def shipped_retriever() -> Path | None:
+    """The retriever checkpoint MemLab ships for the embedded encoder (None when it ships none)."""
+    f = ROOT / "assets" / "retrievers" / "emma-all-minilm-l6-v2" / "retriever.safetensors"
+    return f if f.is_file() else None
+
+
+def trained_on(path: Path) -> set[str]:
+    from engine.systems.emma.checkpoints import read_metadata
+
+    return {c for c in read_metadata(path).get("trained_on_locomo", "").split(",") if c}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--data", default=str(DATA), help="any LoCoMo JSON file (default: ../shared/datasets/locomo)")
     p.add_argument("--encoder", help="base encoder (default: the embedded all-MiniLM-L6-v2)")
-    p.add_argument("--retriever", help="trained retriever .safetensors (default: the one `memlab train "
-                                       "emma-retriever` wrote to the user data dir)")
+    p.add_argument("--retriever", action="append", default=[],
+                   help="a retriever .safetensors to measure besides the shipped one (repeatable)")
     p.add_argument("--max-questions", type=int, help="per conversation (default: all)")
     args = p.parse_args(argv)
 
@@ -91,30 +109,38 @@ def main(argv=None) -> int:
     from engine.backbones.embedded import default_encoder_path
     from engine.backbones.loading import load_encoder
     from engine.systems.emma.checkpoints import load_retriever_checkpoint
-    from engine.systems.emma.paths import default_retriever_file
 
     if not Path(args.data).is_file():
-        print(f"LoCoMo data not found at {args.data}; nothing to measure")
+        print(json.dumps({"bench": "retrieval_locomo", "error": f"LoCoMo data not found at {args.data}"}))
         return 0
     torch.set_grad_enabled(False)
     convs = conversations(Path(args.data), args.max_questions)
     base = args.encoder or str(default_encoder_path())
     enc = load_encoder(base)
-    print(f"LoCoMo: {len(convs)} conversations, {sum(len(c[3]) for c in convs)} questions with evidence; "
-          f"encoder {Path(base).name} on {enc.plan.summary()}, {torch.get_num_threads()} threads")
-    rows = [evaluate("untrained MiniLM", enc, enc, convs)]
-    trained = Path(args.retriever) if args.retriever else default_retriever_file(base)
-    if trained.is_file():
-        ctx, mem = load_retriever_checkpoint(trained, base)
-        rows.append(evaluate(f"trained EMMA retriever ({trained})", ctx, mem, convs))
-    else:
-        print(f"no trained retriever at {trained}: run `memlab train emma-retriever` first (row skipped)")
-    for r in rows:
-        print(f"{r['encoder']}: recall@1 {r['recall@1']:.3f}  recall@5 {r['recall@5']:.3f}  "
-              f"({r['answerable']} answerable, {r['unanswerable']} with evidence no observation covers); "
-              f"{r['ms_per_query']:.1f} ms/query with {r['memories_per_conversation']:.0f} cached memories vs "
-              f"{r['reference_ms_per_query']:.1f} ms re-encoding them (ratio "
-              f"{r['reference_ms_per_query'] / r['ms_per_query']:.1f}x)")
+    files = ([("shipped EMMA retriever", shipped_retriever())] if shipped_retriever() else []) + \
+        [(f"retriever {f}", Path(f)) for f in args.retriever]
+    seen = set().union(*(trained_on(f) for _, f in files)) if files else set()
+    splits = {"all": convs}
+    if seen:
+        splits["unseen"] = [c for c in convs if c[0] not in seen]
+    encoders = [("untrained MiniLM", lambda: (enc, enc), None)]
+    for name, f in files:
+        encoders.append((name, lambda f=f: load_retriever_checkpoint(f, base), f))
+    for name, load, f in encoders:
+        ctx, mem = load()
+        for split, cs in splits.items():
+            if not cs:
+                continue
+            r = evaluate(name, ctx, mem, cs)
+            print(json.dumps({"bench": "retrieval_locomo", "encoder": name, "checkpoint": str(f) if f else None,
+                              "split": split, "conversations": [c[0] for c in cs],
+                              "recall@1": round(r["recall@1"], 4), "recall@5": round(r["recall@5"], 4),
+                              "answerable": r["answerable"], "unanswerable": r["unanswerable"],
+                              "ms_per_query": round(r["ms_per_query"], 2),
+                              "reference_ms_per_query": round(r["reference_ms_per_query"], 2),
+                              "ratio": round(r["reference_ms_per_query"] / r["ms_per_query"], 1),
+                              "memories_per_conversation": round(r["memories_per_conversation"], 1),
+                              "device": enc.plan.summary(), "threads": torch.get_num_threads()}), flush=True)
     return 0
 
 

@@ -46,12 +46,13 @@ def list_chats(data_dir) -> list[tuple[Path, str, str]]:
     return sorted(out, key=lambda r: r[2], reverse=True)
 
 
-def import_into_study(study_path, doc: ChatDocument) -> str:
-    """Import the chat as an episode into the study; returns the episode id used."""
+def import_into_study(study_path, doc: ChatDocument, *, include_cancelled: bool = False) -> str:
+    """Import the chat as an episode into the study; returns the episode id used. Stopped (cancelled)
+    replies are left out unless ``include_cancelled``."""
     from annotation.db import open_study
     from annotation.importer import import_episodes
 
-    episode = doc.to_episode()
+    episode = doc.to_episode(include_cancelled=include_cancelled)
     study = open_study(study_path)
     try:
         base, n = episode.id, 1

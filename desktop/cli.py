@@ -13,7 +13,7 @@ import importlib.util
 import sys
 
 # Each module exposes ``register(subparsers)``; a missing optional part is skipped, not fatal.
-COMMAND_MODULES = ("annotation.cli", "engine.cli")
+COMMAND_MODULES = ("annotation.cli", "engine.cli", "desktop.engine_serve")  # engine_serve: memlab engine serve
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,11 @@ a fast token stream cannot stall the UI thread.
 After a crash every pending request fails with a message that says what happened, the worker is
 started again, and the agents are re-created from the last state the client saw (the state after
 the last session end or load), so the user can carry on.
+
+The engine may also run on another machine (:mod:`desktop.remote_engine`, ``memlab engine serve``):
+:meth:`EngineClient.connect_remote` speaks the same protocol over an authenticated TCP connection. A
+dropped connection ends the turn with a message, like a crash, and the client reconnects (a few tries,
+waiting longer each time) and re-creates its agents there.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from engine import protocol
 PUMP_BUDGET_S = 0.008  # at most this long per pump, then yield back to the event loop
 MAX_RESTARTS = 3  # within RESTART_WINDOW_S; more means something is wrong with the models
 RESTART_WINDOW_S = 120.0
+RECONNECT_DELAYS_MS = (500, 2000, 5000, 10000)  # a dropped remote engine: tries after these waits, then give up
 
 
 @dataclass
@@ -72,6 +78,9 @@ class EngineClient(QObject):
         self._crash_times: list[float] = []
         self._closing = False
         self.state = "stopped"
+        self.remote: dict | None = None  # {"host", "port", "token"} when the engine runs elsewhere
+        self._remote_pid: int | None = None
+        self.last_error = ""
         self.last_pump_s = 0.0  # the longest single pump so far (bench/ui.py reads it)
         self._watchdog = QTimer(self)
         self._watchdog.setInterval(250)
@@ -83,19 +92,78 @@ class EngineClient(QObject):
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
+        if self.remote is not None:
+            return self._remote_pid if self._conn is not None else None
         return self._proc.pid if self._proc is not None else None
 
     def is_running(self) -> bool:
+        if self.remote is not None:
+            return self._conn is not None
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> None:
+    def where(self) -> str:
+        """Where the engine runs: ``"this machine"`` or the remote engine's URL."""
+        if self.remote is None:
+            return "this machine"
+        from desktop.remote_engine import engine_url
+
+        return engine_url(self.remote["host"], self.remote["port"])
+
+    def connect_remote(self, url: str, token: str) -> bool:
+        """Use the engine served at ``url`` (``memlab engine serve``) instead of a local worker; the agents
+        the app has are re-created there. False (and state ``failed`` with the reason) when it cannot connect."""
+        from desktop.remote_engine import parse_engine_url
+
+        try:
+            host, port = parse_engine_url(url)
+        except ValueError as e:
+            self.last_error = str(e)
+            self._set_state("failed", self.last_error)
+            return False
+        self._fail_pending(f"the app switched to the engine at {url}")
+        # set before the old engine stops: a page answering the "stopped" state with a request must reach
+        # the new engine, not start another local worker
+        self.remote = {"host": host, "port": port, "token": str(token).strip()}
+        self.shutdown()
+        if not self.start():
+            return False
+        self._replay()
+        return True
+
+    def use_local(self) -> None:
+        """Back to a worker process on this machine (the agents are re-created there)."""
+        if self.remote is None:
+            return
+        self._fail_pending("the app switched to the engine on this machine")
+        self.remote = None  # before the remote connection closes (see connect_remote)
+        self.shutdown()
+        self._restart_and_replay()
+
+    def _start_remote(self) -> bool:
+        from desktop.remote_engine import EngineConnectError, connect
+
+        self._set_state("starting", f"connecting to the engine at {self.where()}")
+        try:
+            self._conn = connect(self.remote["host"], self.remote["port"], self.remote["token"])
+        except EngineConnectError as e:
+            self._conn = None
+            self.last_error = str(e)
+            self._set_state("failed", self.last_error)
+            return False
+        self._notifier = QSocketNotifier(self._conn.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._pump)
+        return True
+
+    def start(self) -> bool:
         """Start the worker: ``python -m desktop.engine_worker FD`` with one end of a socket pair.
 
         A fresh interpreter (not ``multiprocessing``'s spawn, which re-imports the parent's main
         script) that inherits only the socket; the pipe speaks ``multiprocessing.connection``.
         """
         if self.is_running():
-            return
+            return True
+        if self.remote is not None:
+            return self._start_remote()
         import json
         import os
         import socket
@@ -114,6 +182,7 @@ class EngineClient(QObject):
         self._notifier.activated.connect(self._pump)
         self._watchdog.start()
         self._set_state("starting", "starting the engine worker")
+        return True
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """Stop the worker (asks nicely, then terminates)."""
@@ -167,6 +236,11 @@ class EngineClient(QObject):
             self.start()
         rid = self._next_id
         self._next_id += 1
+        if not self.is_running():  # a remote engine that cannot be reached: say so at once
+            self._remember(op, fields)
+            if on_error:
+                QTimer.singleShot(0, lambda: on_error(self.last_error or "the engine is not reachable"))
+            return rid
         self._pending[rid] = _Pending(op, on_done, on_error, on_token, on_progress, dict(fields))
         self._remember(op, fields)
         self._send(protocol.request(op, rid, **fields).to_wire())
@@ -234,7 +308,9 @@ class EngineClient(QObject):
                 self._set_state("failed", f"the engine worker speaks {msg.get('protocol')!r}, this app "
                                           f"{protocol.PROTOCOL!r}; reinstall MemLab so both are the same version")
                 return
-            self._set_state("busy" if self._pending else "ready", f"engine worker pid {msg.get('pid')}")
+            self._remote_pid = msg.get("pid")
+            where = "" if self.remote is None else f" at {self.where()}"
+            self._set_state("busy" if self._pending else "ready", f"engine worker pid {msg.get('pid')}{where}")
             return
         p = self._pending.get(msg.get("id"))
         if kind == "token":
@@ -279,6 +355,9 @@ class EngineClient(QObject):
             self._on_worker_lost()
 
     def _on_worker_lost(self):
+        if self.remote is not None:
+            self._on_connection_lost()
+            return
         if self._closing or self._proc is None:
             return
         import subprocess
@@ -309,8 +388,33 @@ class EngineClient(QObject):
             if p.on_error:
                 p.on_error(message)
 
+    def _on_connection_lost(self):
+        if self._closing or self._conn is None:
+            return
+        self._teardown_pipe()
+        what = f"the connection to the engine at {self.where()} was lost"
+        self._fail_pending(f"{what}; the turn was stopped and the app is reconnecting")
+        self.crashed.emit(what)
+        self._set_state("restarting", what)
+        self._reconnect(0)
+
+    def _reconnect(self, attempt: int):
+        if self.remote is None or self.is_running():
+            return
+        if self.start():
+            self._replay()
+            return
+        if attempt >= len(RECONNECT_DELAYS_MS):
+            self._set_state("failed", f"{self.last_error}; gave up reconnecting — press Connect on the Models page")
+            return
+        self._set_state("restarting", f"{self.last_error}; trying again in {RECONNECT_DELAYS_MS[attempt] / 1000:g} s")
+        QTimer.singleShot(RECONNECT_DELAYS_MS[attempt], lambda: self._reconnect(attempt + 1))
+
     def _restart_and_replay(self):
-        self.start()
+        if self.start():
+            self._replay()
+
+    def _replay(self):
         for name, rec in list(self._agents.items()):
             self._send_quiet("create_agent", rec["create"])
             if rec.get("state") is not None:

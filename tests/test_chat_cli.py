@@ -43,11 +43,14 @@ def _script(tmp_path, text):
 def test_scripted_two_session_chat_prints_json(tmp_path, capsys, lm_dir):
     script = _script(tmp_path, "# session 1\n/partner Bob:vet\nI adopted a kitten named Tom.\n\n"
                                "/partner Carol:nurse\nWhat did Bob adopt?\n")
+    # --set grounding=none: the random tiny model supports no memory by its own likelihood
     code, out, err = _chat(capsys, "--agent", "emma", "--main", "Alice:teacher", "--lm", str(lm_dir),
-                           "--script", str(script), "--json", "--max-new-tokens", "5", "--greedy")
+                           "--script", str(script), "--json", "--max-new-tokens", "5", "--greedy",
+                           "--set", "grounding=none")
     assert code == 0, err
     doc = json.loads(out)
     assert "generator:" in err and "cpu" in err  # device stated
+    assert "system: EMMA · " in err  # the system and its backbone are named
     assert [s["partner"]["name"] for s in doc["sessions"]] == ["Bob", "Carol"]
     s1, s2 = doc["sessions"]
     assert doc["format"] == "memlab-chat/2" and "agent_state" not in doc

@@ -145,14 +145,18 @@ def test_cancel_stops_the_turn_and_is_recorded(lm):
 def test_smollm2_end_to_end_fact_from_session_one_reaches_session_two(smollm2_dir):
     from engine.backbones.loading import load_lm
 
-    agent = make_agent("emma", load_lm(str(smollm2_dir), device="cpu"), minilm(),
-                       settings=GenerationSettings(max_new_tokens=24, do_sample=False))
+    from engine.systems.emma.paths import find_default_adapter
+
+    adapter, _why = find_default_adapter()  # what the app and the CLI put on the embedded generator
+    agent = make_agent("emma", load_lm(str(smollm2_dir), device="cpu", adapter=str(adapter) if adapter else None),
+                       minilm(), settings=GenerationSettings(max_new_tokens=24, do_sample=False))
     agent.start_session(ALICE, BOB, 0)
     list(agent.respond("Big news, Alice: I adopted a kitten and named her Luna!"))
     list(agent.respond("Luna is tiny and grey, and she sleeps on my keyboard."))
     update = agent.end_session()
     about_bob = [m for m in update.memories if m.about == "Bob"]
-    assert about_bob, [m.text for m in update.memories]
+    assert about_bob, ([m.text for m in update.memories], update.rejected)
+    assert not [m for m in update.memories if m.about == "Alice" and "Luna" in m.text and "Bob" not in m.text]
     agent.start_session(ALICE, CAROL, 1)
     list(agent.respond("Hi Alice, it's Carol. Did Bob tell you about his new kitten?"))
     given = [agent.store.get(i) for i in agent.last_turn.memory_ids]

@@ -179,3 +179,21 @@ def test_no_checkpoint_mode_refuses_resume():
               config=TrainConfig(save_checkpoints=False, show_bar=False))
     with pytest.raises(ValueError, match="out_dir and io are needed"):
         train(_Regressor(), _data(), None, collate=_collate, loss_fn=_mse, config=TrainConfig(show_bar=False))
+
+
+def test_a_named_adapter_checkpoints_and_keeps_its_best_weights(tmp_path):
+    from engine.training.loop import PeftAdapterIO
+
+    model = lora.attach_lora(_tiny("llama"), "causal", lora.LoraSettings(r=2, alpha=4, dropout=0.0, quantize="none"),
+                             targets="ffn", adapter_name="instruct")
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(0, 64, (8,), generator=g)} for _ in range(8)]
+
+    def collate(b):
+        ids = torch.stack([x["input_ids"] for x in b])
+        return {"input_ids": ids, "labels": ids}
+
+    res = train(model, data, data[:4], collate=collate, loss_fn=lambda m, b: m(**b).loss, io=PeftAdapterIO(),
+                out_dir=tmp_path, config=TrainConfig(epochs=2, lr=5e-2, batch_size=4, show_bar=False))
+    assert res.best_eval_loss < res.initial_eval_loss
+    assert (tmp_path / "instruct" / "adapter_model.safetensors").is_file()

@@ -6,8 +6,9 @@ What is on screen is produced by the real code paths, not mocked:
   worker on the configured model (default: the embedded SmolLM2-135M-Instruct), session ends
   running summarisation and linking; the chat is then saved into the study as a live-chat episode.
 * **Compare** — EMMA and the session-summary baseline, blind (A/B), answering the same turn.
-* **Memory** — the egocentric memory link graph of the starter-corpus episode with the most
-  memories (a few dozen), one node selected.
+* **Memory** — the egocentric memory and link graph of that live chat (what EMMA stored and linked in
+  the three sessions), one linked node selected; only with ``--no-engine`` the starter-corpus episode
+  with the most memories is shown instead (the window title says which).
 * **Models** — device, dtype and loaded models as reported by the worker.
 * **Annotate** — one item of each kind (session transcript, memory sentence, memory pair on the
   link graph, utterance with its tagged memory) from real campaigns in a real study database.
@@ -136,12 +137,13 @@ def run_chat(s: Shooter, ctx) -> None:
         return
     script = [
         ("send", "Hi Alice! I just opened my own little restaurant downtown. It's called Basil."),
-        ("send", "Thanks! The hardest part is the early mornings at the fish market. How is school?"),
+        ("send", "The hardest part is the early mornings at the fish market."),
         ("session", {"name": "Carol", "job": "colleague, a nurse"}),
-        ("send", "Morning Alice! Did you grade the science projects already? I heard your class built volcanoes."),
-        ("send", "By the way, my daughter wants to become a chef. Any advice?"),
+        ("send", "Morning Alice! I am moving to Lisbon next month for a new job at a hospital."),
+        ("send", "I am nervous about learning Portuguese."),
         ("session", {"name": "Bob", "job": "Alice's brother, a chef"}),
-        ("send", "Alice, Basil got its first review in the paper today!"),
+        ("send", "Alice, my restaurant Basil got its first review in the paper today!"),
+        ("send", "Do you remember what my restaurant is called?"),
     ]
     for what, arg in script:
         if what == "send":
@@ -153,6 +155,7 @@ def run_chat(s: Shooter, ctx) -> None:
         s.settle(0.5)
         s.wait(ready, 900, what)
     s.shot("chat")
+    s.live_memory = chat.memory_snapshot()
     s.log("  saving the chat into the study…")
     chat.finish_chat()
 
@@ -172,6 +175,15 @@ def run_compare(s: Shooter, ctx) -> None:
 def run_memory(s: Shooter, ctx, episodes) -> None:
     from desktop.memory_snapshot import MemorySnapshot
 
+    live = getattr(s, "live_memory", None)
+    if live is not None and live.memories:
+        linked = [src for src, _dst, _kind in live.links]
+        pick = linked[0] if linked else live.memories[-1].id
+        s.log(f"memory: the live chat's {len(live.memories)} memories, {len(live.links)} links")
+        ctx.show_memory(live, pick)
+        s.settle(1.0)
+        s.shot("memory")
+        return
     ep = max(episodes, key=lambda e: len(e.memories))
     s.log(f"memory: {ep.id} with {len(ep.memories)} memories, {len(ep.links)} links")
     snap = MemorySnapshot.from_episode(ep, title=f"starter corpus {ep.id}")
@@ -225,6 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     ap.add_argument("--no-engine", action="store_true", help="skip live generation (Chat, Compare)")
     ap.add_argument("--workdir", help="keep the study and settings here (default: a temporary folder)")
+    ap.add_argument("--only", help="comma-separated pages to shoot (chat, memory, compare, models, annotate, studies); "
+                                   "default: all")
     args = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -251,20 +265,29 @@ def main(argv=None) -> int:
     window.resize(*SIZE)
     window.show()
     s = Shooter(app, window, out, log)
+    only = set(args.only.split(",")) if args.only else None
+    want = lambda page: only is None or page in only  # noqa: E731
     if not args.no_engine and ctx.engine_available:
-        run_chat(s, ctx)
-        run_compare(s, ctx)
-        s.window.show_page("models")
-        s.settle(1.0)
-        s.shot("models")
+        if want("chat") or want("memory"):
+            run_chat(s, ctx)
+        if want("compare"):
+            run_compare(s, ctx)
+        if want("models"):
+            s.window.show_page("models")
+            s.settle(1.0)
+            s.shot("models")
     else:
         log("engine skipped: Chat/Compare/Models shown without generation")
         for key in ("chat", "compare", "models"):
-            s.window.show_page(key)
-            s.shot(key)
-    run_memory(s, ctx, built["episodes"])
-    run_annotate(s)
-    run_studies(s)
+            if want(key):
+                s.window.show_page(key)
+                s.shot(key)
+    if want("memory"):
+        run_memory(s, ctx, built["episodes"])
+    if want("annotate"):
+        run_annotate(s)
+    if want("studies"):
+        run_studies(s)
     ctx.shutdown()
     log(f"{len(s.files)} screenshots in {out}")
     return 0

@@ -10,11 +10,12 @@ turn lists the memories it was given (click → Memory page). Chats are saved af
 from __future__ import annotations
 
 import html
+import re
 import textwrap
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
-from PySide6.QtWidgets import (QComboBox, QMenu, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QMenu, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QInputDialog, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
                                QPushButton, QTextBrowser, QToolButton, QVBoxLayout, QWidget)
 
@@ -35,7 +36,19 @@ p { margin: 2px 0; }
 .mem { color: #555555; font-size: small; margin-left: 18px; }
 .note { color: #8a5a00; font-size: small; }
 .err { color: #b00020; }
+.rej { color: #8a1c1c; font-size: small; margin-left: 18px; }
 """
+
+_PROVENANCE = re.compile(r"\(about [^()]*, from [^()]* session\)\s*$")
+
+
+def memory_label(m: dict) -> str:
+    """A memory's text with its provenance shown once: EMMA's stored text already ends with
+    ``(about X, from ... session)``; other memories get ``(about X)``."""
+    text = str(m.get("text", "")).strip()
+    if _PROVENANCE.search(text) or not m.get("about"):
+        return text
+    return f"{text} (about {m['about']})"
 
 
 def speaker_label(d: dict) -> str:
@@ -84,6 +97,7 @@ class ChatPage(QWidget):
         self.doc: ChatDocument | None = None
         self.agent: AgentSession | None = None
         self.streaming: ChatTurn | None = None
+        self.agent_options: dict[str, dict] = {}  # system → options for its record (registry), e.g. from a test
         self._pending_partner: dict | None = None
         self._build()
         self._update_controls()
@@ -124,20 +138,34 @@ class ChatPage(QWidget):
         bar = QHBoxLayout()
         self.session_label = QLabel()
         self.session_label.setTextFormat(Qt.TextFormat.RichText)
+        # Session end (summarise, check, link) gets its own full-width row: the stage in words and a bar
+        # that advances step by step (the engine reports "label, done, total").
+        self.end_box = QWidget()
+        end_row = QHBoxLayout(self.end_box)
+        end_row.setContentsMargins(0, 0, 0, 0)
+        self.progress_label = QLabel()
+        self.progress_label.setWordWrap(True)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
         self.progress.setTextVisible(True)
-        self.progress.hide()
+        self.progress.setMinimumWidth(320)
+        end_row.addWidget(self.progress_label, 2)
+        end_row.addWidget(self.progress, 3)
+        self.end_box.hide()
         self.new_session_button = QPushButton("New session with…")
         self.new_session_button.clicked.connect(self._ask_new_session)
         self.memory_button = QPushButton("Memory")
         self.memory_button.setToolTip("Open this agent's memory and link graph")
         self.memory_button.clicked.connect(self.open_memory)
+        self.include_stopped = QCheckBox("Include stopped replies in studies")
+        self.include_stopped.setToolTip("Replies cut off by Stop or by closing the window are saved and marked "
+                                        "(stopped); they are left out when the chat is imported into a study "
+                                        "unless this is ticked")
         bar.addWidget(self.session_label, 1)
-        bar.addWidget(self.progress)
+        bar.addWidget(self.include_stopped)
         bar.addWidget(self.memory_button)
         bar.addWidget(self.new_session_button)
         root.addLayout(bar)
+        root.addWidget(self.end_box)
 
         self.note = QLabel()
         self.note.setWordWrap(True)
@@ -207,7 +235,7 @@ class ChatPage(QWidget):
             study = " · saved to the open study when finished" if self.ctx.study_path else ""
             self.session_label.setText(
                 f"<b>Session {session.index + 1}</b> ({state}) · partner <b>{html.escape(speaker_label(session.partner))}</b>"
-                f" · agent {html.escape(main)} · {html.escape(self.doc.system)}{study}")
+                f" · agent {html.escape(main)} · {html.escape(getattr(self, 'system_label', '') or self.doc.system)}{study}")
 
     # -- chat lifecycle ----------------------------------------------------------------------------
     def _ask_new_chat(self):
@@ -235,7 +263,8 @@ class ChatPage(QWidget):
         if self.agent is not None:
             self.agent.drop()
             self.agent.deleteLater()
-        self.agent = AgentSession(self.ctx.engine, self.doc.id, self.doc.system, self.doc.main, parent=self)
+        self.agent = AgentSession(self.ctx.engine, self.doc.id, self.doc.system, self.doc.main,
+                                  options=self.agent_options.get(self.doc.system), parent=self)
         self.agent.token.connect(self._on_token)
         self.agent.replied.connect(self._on_replied)
         self.agent.failed.connect(self._on_failed)
@@ -246,8 +275,11 @@ class ChatPage(QWidget):
 
     def _on_ready(self, result):
         d = result.get("describe") or {}
+        self.system_label = d.get("label") or ""
         if d:
-            self.ctx.status(f"{self.doc.system}: {d.get('lm', '')} on {d.get('lm_device', '?')}")
+            what = self.system_label or self.doc.system
+            extra = "; ".join(str(d[k]) for k in ("retriever_note",) if d.get(k))
+            self.ctx.status(f"{what}: {d.get('lm', '')} on {d.get('lm_device', '?')}" + (f" · {extra}" if extra else ""))
         self._update_controls()
 
     def _begin_session(self, partner: dict):
@@ -278,20 +310,24 @@ class ChatPage(QWidget):
             return
         self._pending_partner = partner
         self.progress.setRange(0, 0)
-        self.progress.setFormat("ending session…")
-        self.progress.show()
+        self.progress.setFormat("")
+        self.progress_label.setText(f"Ending session {session.index + 1}: starting…")
+        self.end_box.show()
         self.agent.end_session()
         self._update_controls()
 
     def _on_progress(self, label, done, total):
-        self.progress.show()
+        self.end_box.show()
         if total > 0:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * done / total))
-        self.progress.setFormat(textwrap.shorten(label, 40, placeholder="…") or "working…")
+            self.progress.setRange(0, int(total))
+            self.progress.setValue(int(done))
+            self.progress.setFormat(f"step {min(int(done) + 1, int(total))} of {int(total)} · %p%")
+        session = self.doc.current if self.doc is not None else None
+        where = f"Ending session {session.index + 1}: " if session is not None else ""
+        self.progress_label.setText(where + (label or "working…"))
 
     def _on_session_ended(self, result):
-        self.progress.hide()
+        self.end_box.hide()
         session = self.doc.current
         session.ended = True
         session.stored = dict(result.get("update") or {})
@@ -376,7 +412,7 @@ class ChatPage(QWidget):
         self._update_controls()
 
     def _on_failed(self, op, message):
-        self.progress.hide()
+        self.end_box.hide()
         if op == "respond" and self.streaming is not None:
             self.streaming.error = message
             self.streaming = None
@@ -413,8 +449,15 @@ class ChatPage(QWidget):
                              f"memor{'y' if len(mems) == 1 else 'ies'}"
                              f" and {len(s.stored.get('links', []))} links:</p>")
                 for m in mems:
-                    parts.append(f"<p class='mem'>• <a href='mem:{html.escape(m['id'])}'>{html.escape(m['text'])}</a>"
-                                 f" <i>(about {html.escape(m.get('about', ''))})</i></p>")
+                    parts.append(f"<p class='mem'>• <a href='mem:{html.escape(m['id'])}'>"
+                                 f"{html.escape(memory_label(m))}</a></p>")
+                rejected = s.stored.get("rejected", [])
+                if rejected:
+                    parts.append(f"<p class='note'>Not stored ({len(rejected)} candidate"
+                                 f"{'s' if len(rejected) != 1 else ''} failed the memory checks):</p>")
+                for r in rejected:
+                    parts.append(f"<p class='rej'>✗ {html.escape(r.get('text', ''))} <i>(about "
+                                 f"{html.escape(r.get('about', ''))})</i> — {html.escape(r.get('reason', ''))}</p>")
                 for n in s.stored.get("notes", []):
                     parts.append(f"<p class='mem'>{html.escape(str(n))}</p>")
         if self.streaming is not None:
@@ -442,8 +485,8 @@ class ChatPage(QWidget):
                                   + (f" <i>({html.escape(m['why'])})</i>" if m.get("why") else "") for m in past)
                 out.append(f"<p class='mem'>history given: {links}</p>")
             if mems:
-                links = ", ".join(f"<a href='mem:{html.escape(m['id'])}'>{html.escape(textwrap.shorten(m.get('text', ''), 70))}</a>"
-                                  f" <i>({html.escape(m.get('about', ''))})</i>" for m in mems)
+                links = ", ".join(f"<a href='mem:{html.escape(m['id'])}'>"
+                                  f"{html.escape(textwrap.shorten(memory_label(m), 110))}</a>" for m in mems)
                 out.append(f"<p class='mem'>memories given: {links}</p>")
             elif systems.shows_memory(self.doc.system) and not past:
                 out.append("<p class='mem'>memories given: none</p>")
@@ -501,7 +544,8 @@ class ChatPage(QWidget):
         self._save()
         if self.ctx.study_path:
             try:
-                eid = chat_store.import_into_study(self.ctx.study_path, doc)
+                eid = chat_store.import_into_study(self.ctx.study_path, doc,
+                                                   include_cancelled=self.include_stopped.isChecked())
                 self.ctx.status(f"chat saved to the study as episode {eid}")
                 return eid
             except Exception as e:  # noqa: BLE001 — shown, the JSON copy is safe
@@ -509,6 +553,11 @@ class ChatPage(QWidget):
         return None
 
     def can_close(self) -> bool:
+        if self.streaming is not None:  # a reply cut off by closing: kept, marked as stopped
+            if self.agent is not None:
+                self.agent.cancel()
+            self.streaming.cancelled = True
+            self.streaming = None
         self.finish_chat()
         return True
 

@@ -74,6 +74,7 @@ class ModelsPage(QWidget):
         buttons.addStretch(1)
         form.addRow(buttons)
         root.addWidget(paths)
+        root.addWidget(self._build_remote())
 
         self.progress_box = QGroupBox("Progress")
         self.progress_layout = QFormLayout(self.progress_box)
@@ -89,6 +90,61 @@ class ModelsPage(QWidget):
         self.details = QTextBrowser()
         sbox.addWidget(self.details, 1)
         root.addWidget(status, 1)
+
+    def _build_remote(self) -> QGroupBox:
+        """Where the engine runs: this machine, or ``memlab engine serve`` elsewhere (desktop.remote_engine)."""
+        box = QGroupBox("Engine location")
+        form = QFormLayout(box)
+        self.where_label = QLabel("This machine (a worker process started by the app).")
+        self.where_label.setTextFormat(Qt.TextFormat.RichText)
+        self.where_label.setWordWrap(True)
+        form.addRow("Runs on", self.where_label)
+        self.remote_url = QLineEdit(self.ctx.settings.value("engine/remote_url", "") or "")
+        self.remote_url.setPlaceholderText("memlab://127.0.0.1:8765 — from `memlab engine serve` (SSH tunnel for another machine)")
+        self.remote_token = QLineEdit()
+        self.remote_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.remote_token.setPlaceholderText("the token the server printed")
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.clicked.connect(lambda: self.connect_remote())
+        self.local_button = QPushButton("Use this machine")
+        self.local_button.clicked.connect(self.use_local)
+        row = QHBoxLayout()
+        row.addWidget(self.remote_url, 2)
+        row.addWidget(self.remote_token, 1)
+        row.addWidget(self.connect_button)
+        row.addWidget(self.local_button)
+        form.addRow("Remote engine", row)
+        for w in (self.connect_button, self.local_button):
+            w.setEnabled(self.ctx.engine_available)
+        return box
+
+    def connect_remote(self, url: str | None = None, token: str | None = None) -> bool:
+        url = (url if url is not None else self.remote_url.text()).strip()
+        token = token if token is not None else self.remote_token.text()
+        if not url or not token.strip():
+            self._error("Give the engine's URL and its token (both printed by `memlab engine serve`).")
+            return False
+        self.remote_url.setText(url)
+        self.ctx.settings.setValue("engine/remote_url", url)  # the URL is remembered, the token is not
+        self.where_label.setText(f"connecting to {html.escape(url)}…")
+        if not self.ctx.engine.connect_remote(url, token):
+            self.where_label.setText("This machine — the remote engine could not be reached.")
+            self._error(self.ctx.engine.last_error)
+            return False
+        self.refresh()
+        return True
+
+    def use_local(self):
+        self.ctx.engine.use_local()
+        self.refresh()
+
+    def _where_text(self, info: dict) -> str:
+        engine = self.ctx.engine if self.ctx.has_engine_client() else None
+        host = html.escape(str(info.get("host", "")))
+        if engine is None or engine.remote is None:
+            return f"This machine ({host}), worker pid {info.get('pid')}."
+        return (f"<b>Remote engine {html.escape(engine.where())}</b> — host {host}, worker pid {info.get('pid')}"
+                f" (this connection's own worker: its own agents and chats)")
 
     def on_shown(self):
         if self.ctx.engine_available and not self.info:
@@ -172,6 +228,7 @@ class ModelsPage(QWidget):
         else:
             head = "No model loaded yet (they load with the first chat or with “Apply and load”)."
         gpu = f"CUDA: {html.escape(info.get('gpu', ''))}" if cuda else "no CUDA GPU: CPU float32, 4-bit off"
+        self.where_label.setText(self._where_text(info))
         self.summary.setText(f"{head} torch {html.escape(str(info.get('torch')))} · {gpu} · "
                              f"worker pid {info.get('pid')}")
         out = []

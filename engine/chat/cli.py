@@ -31,6 +31,10 @@ def register(sub) -> None:
                    help="a system option (repeatable), e.g. --set k=5; see the system's record for its options")
     p.add_argument("--main", default="Alice:teacher", help='the agent\'s own speaker, "NAME:JOB"')
     p.add_argument("--partner", help='first session\'s partner, "NAME:JOB"')
+    p.add_argument("--preset", choices=("embedded", "emma-paper"), default="embedded",
+                   help="EMMA's models: embedded (SmolLM2-135M + shipped adapter, MiniLM) or emma-paper "
+                        "(FLAN-T5-Large + LoRA, 4-bit on CUDA; two bert-base-uncased encoders, [CLS]); "
+                        "--lm/--encoder override it")
     p.add_argument("--lm", help="generator: HF id or directory (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--encoder", help="sentence encoder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--adapter", default="auto",
@@ -95,28 +99,48 @@ def build_agent(args):
     from engine.backbones.loading import load_encoder, load_lm
     from engine.systems.generation import GenerationSettings
 
+    from engine.systems.emma.presets import get as get_preset
+
     record = registry.get(args.agent)
-    options = record.validate(parse_options(getattr(args, "set", [])))
+    raw = parse_options(getattr(args, "set", []))
+    preset = get_preset(getattr(args, "preset", None) or "embedded")
+    if any(o.name == "preset" for o in record.options):
+        raw.setdefault("preset", preset.name)
+    options = record.validate(raw)
     models = registry.Models(settings=GenerationSettings(max_new_tokens=args.max_new_tokens,
                                                          do_sample=not args.greedy, seed=args.seed))
+    lm_id = args.lm or preset.backbone
     if "generator" in record.needs:
-        models.generator = load_lm(args.lm or _default_lm(), adapter=resolve_adapter(args.adapter, args.lm),
-                                   device=args.device)
+        import torch
+
+        four_bit = preset.quantize_4bit_on_cuda and torch.cuda.is_available() and args.device != "cpu"
+        models.generator = load_lm(lm_id or _default_lm(), adapter=resolve_adapter(args.adapter, lm_id),
+                                   device=args.device, quantize_4bit=four_bit)
         lm = models.generator
         _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
         for r in lm.plan.reasons:
             _err(f"  - {r}")
     if "encoder" in record.needs:
-        base = args.encoder or str(default_encoder_path())
+        base = args.encoder or preset.encoder or str(default_encoder_path())
         if args.retriever:
             from engine.systems.emma.retriever import load_retriever_checkpoint
 
             models.components["retriever"] = load_retriever_checkpoint(args.retriever, base, device=args.device)
             _err(f"retriever: {args.retriever} on the {base} architecture")
         else:
-            models.encoder = load_encoder(base, device=args.device)
-            _err(f"encoder: {models.encoder.name} on {models.encoder.plan.summary()}")
-    return registry.build_agent(record.name, models, **options)
+            models.encoder = load_encoder(base, device=args.device, pooling=preset.pooling if not args.encoder else None)
+            _err(f"encoder: {models.encoder.name} ({models.encoder.pooling} pooling) on {models.encoder.plan.summary()}")
+            if preset.memory_encoder and not args.encoder:  # the paper: a second, separate memory encoder
+                models.components["memory_encoder"] = load_encoder(preset.memory_encoder, device=args.device,
+                                                                   pooling=preset.pooling)
+    agent = registry.build_agent(record.name, models, **options)
+    d = agent.describe()
+    if d.get("label"):
+        _err(f"system: {d['label']} (preset {preset.name})")
+        for key in ("retriever_note", "linker", "link_threshold_source", "grounding"):
+            if d.get(key):
+                _err(f"  - {key.replace('_', ' ')}: {d[key]}")
+    return agent
 
 
 def _print_update(update, out) -> None:
@@ -127,6 +151,10 @@ def _print_update(update, out) -> None:
         print(f"  [{m.id}] about {m.about}: {m.text}", file=out)
     for l in update.links:
         print(f"  {l.src} → {l.dst} ({l.kind})", file=out)
+    for r in getattr(update, "rejected", []) or []:
+        print(f"  not stored (about {r['about']}): {r['text']} — {r['reason']}", file=out)
+    for n in update.notes:
+        print(f"  · {n}", file=out)
 
 
 def _print_memory(chat, out) -> None:

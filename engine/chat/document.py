@@ -158,18 +158,25 @@ class ChatDocument:
             raise ValueError(f"{path}: {e}") from None
 
     # -- export ------------------------------------------------------------------------------
-    def to_episode(self) -> Episode:
-        """The chat as a ``memlab-episode/1`` episode (current branch; memories and links as stored)."""
+    def to_episode(self, include_cancelled: bool = False) -> Episode:
+        """The chat as a ``memlab-episode/1`` episode (current branch; memories and links as stored).
+
+        Replies that were stopped (Stop, or the window closed while streaming) are left out unless
+        ``include_cancelled``; how many were left out is recorded in the episode's meta."""
         main = self.main_speaker()
         partners: list[Speaker] = []
         sessions = []
         turn_ids = set()
+        left_out = 0
         for s in self.sessions:
             p = s.partner_speaker()
             if all(q.name != p.name for q in partners):
                 partners.append(p)
             turns = []
             for k, t in enumerate(s.turns):
+                if t.cancelled and not include_cancelled:
+                    left_out += 1
+                    continue
                 tid = f"s{s.index}t{k}"
                 turn_ids.add(tid)
                 turns.append(Turn(tid, main.name if t.role == "bot" else p.name, t.text,
@@ -190,7 +197,8 @@ class ChatDocument:
         links = [Link(l["src"], l["dst"], l.get("kind", "related")) for l in self.memory.get("links", [])
                  if l["src"] in ids and l["dst"] in ids]
         return Episode(self.id, main, partners, sessions, memories, links, "live-chat",
-                       {"system": self.system, "created": self.created, "updated": self.updated})
+                       {"system": self.system, "created": self.created, "updated": self.updated,
+                        "stopped_replies_left_out": left_out, "stopped_replies_included": include_cancelled})
 
     def to_markdown(self) -> str:
         main = self.main_speaker()

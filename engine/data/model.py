@@ -135,6 +135,9 @@ class MemoryUpdate:
     links: list[Link] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     adapters: list[str] = field(default_factory=list)
+    #: candidates the agent considered and did not store, each ``{"about", "text", "reason"}`` (EMMA's
+    #: grounding and well-formedness checks); shown to the user, never stored as memories
+    rejected: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,8 @@ with early stopping"; retriever: "a maximum of 20 epochs with early stopping"):
 * a no-checkpoint mode (``save_checkpoints=False``, ``out_dir=None`` allowed): nothing is written, the
   best weights are kept in memory and restored at the end (a cheap search trial, MiLP §2.2);
 * resumable: ``resume=True`` restores weights, AdamW moments, epoch and position in the epoch;
+* data parallel under ``accelerate launch`` (:mod:`engine.training.distributed`): the global batch split
+  across processes, gradients averaged, checkpoints/progress from rank 0 — the same command, unchanged;
 * a tqdm bar with the loss and ETA, a ``progress(ProgressEvent)`` callback for the desktop app, and
   cancellation through a ``threading.Event`` (stops at once, keeps a resumable checkpoint); a wall-clock
   budget (``max_seconds``) stops the same way.
@@ -147,7 +149,8 @@ class ModelIO(Protocol):
 
 class PeftAdapterIO:
     """Checkpoints as standard peft adapter directories (``adapter_config.json`` +
-    ``adapter_model.safetensors``), loadable with ``PeftModel.from_pretrained``."""
+    ``adapter_model.safetensors``), loadable with ``PeftModel.from_pretrained``.  A named adapter other
+    than ``default`` lives in the sub-directory peft gives it (``<dir>/<name>/``)."""
 
     def save(self, model, directory: Path) -> None:
         model.save_pretrained(str(directory))
@@ -156,10 +159,14 @@ class PeftAdapterIO:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
+        name = getattr(model, "active_adapter", "default")
+        name = name if isinstance(name, str) else "default"
         path = Path(directory) / "adapter_model.safetensors"
+        if not path.is_file() and (Path(directory) / name / "adapter_model.safetensors").is_file():
+            path = Path(directory) / name / "adapter_model.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no adapter weights in this checkpoint directory")
-        result = set_peft_model_state_dict(model, load_file(str(path)))
+        result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=name)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise ValueError(f"{path}: adapter does not fit this model; unexpected keys e.g. {unexpected[:3]}")
@@ -322,8 +329,10 @@ class Stepper:
     """
 
     def __init__(self, model, *, collate: Collate, loss_fn: LossFn, config: TrainConfig, total_steps: int,
-                 optimizer=None, param_groups: Sequence[dict] | None = None, reasons: list[str] | None = None):
+                 optimizer=None, param_groups: Sequence[dict] | None = None, reasons: list[str] | None = None,
+                 parallel=None):
         self.model, self.collate, self.loss_fn, self.config = model, collate, loss_fn, config
+        self.parallel = parallel  # an engine.training.distributed.DataParallel under `accelerate launch`
         self.device = model_device(model)
         self.amp = autocast_context(self.device, config.mixed_precision, reasons)
         self.optimizer = optimizer if optimizer is not None else make_optimizer(model, config, param_groups)
@@ -344,14 +353,24 @@ class Stepper:
 
         total = 0.0
         for examples in micro_batches:
-            batch = to_device(self.collate(list(examples)), self.device)
+            examples, weight = list(examples), 1.0
+            if self.parallel is not None:  # this rank's share of the global micro-batch (distributed.py)
+                examples, weight = self.parallel.shard(examples)
+                if not examples:
+                    continue
+            batch = to_device(self.collate(examples), self.device)
             with self.amp():
                 loss = self.loss_fn(self.model, batch)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss) and self.parallel is None:
                 raise FloatingPointError(f"training loss became {float(loss)} at step {self.steps}; "
                                          "lower the learning rate")
-            (loss / len(micro_batches)).backward()
-            total += float(loss.detach())
+            (loss * (weight / len(micro_batches))).backward()
+            total += float(loss.detach()) * weight
+        if self.parallel is not None:
+            self.parallel.average_gradients(self.params)
+            total = self.parallel.mean(total)
+            if not math.isfinite(total):
+                raise FloatingPointError(f"training loss became {total} at step {self.steps}; lower the learning rate")
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
@@ -398,13 +417,13 @@ class _BestKeeper:
     """The weights with the best validation value: ``OUT/best`` through ``io``, or (no-checkpoint mode) an
     in-memory copy of the trainable tensors."""
 
-    def __init__(self, model, io: ModelIO | None, out: Path | None):
-        self.model, self.io, self.out = model, io, out
+    def __init__(self, model, io: ModelIO | None, out: Path | None, parallel=None):
+        self.model, self.io, self.out, self.parallel = model, io, out, parallel
         self.snapshot: dict | None = None
 
     def save(self) -> None:
         if self.out is not None:
-            self.io.save(self.model, self.out / BEST_DIR)
+            _on_main(self.parallel, lambda: self.io.save(self.model, self.out / BEST_DIR))
         else:
             self.snapshot = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
@@ -426,6 +445,16 @@ class _BestKeeper:
 
 
 # -- the loop ------------------------------------------------------------------------------------------
+
+def _on_main(parallel, write) -> None:
+    """Run a write on rank 0 only (every process when not distributed), then let the others catch up."""
+    if parallel is None:
+        write()
+        return
+    if parallel.is_main:
+        write()
+    parallel.barrier()
+
 
 class _Stop(Exception):
     def __init__(self, status: str):
@@ -477,10 +506,17 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    from .distributed import DataParallel
+
+    parallel = DataParallel.current()  # several processes under `accelerate launch` (distributed.py)
+    if parallel is not None:
+        parallel.broadcast_model(model)
+        reasons.append(parallel.describe())
+    main = parallel is None or parallel.is_main
     stepper = Stepper(model, collate=collate, loss_fn=loss_fn, config=config, total_steps=total_steps,
-                      optimizer=optimizer, param_groups=param_groups, reasons=reasons)
+                      optimizer=optimizer, param_groups=param_groups, reasons=reasons, parallel=parallel)
     amp = stepper.amp
-    best_keeper = _BestKeeper(model, io, out)
+    best_keeper = _BestKeeper(model, io, out, parallel)
 
     def better(value, than) -> bool:
         if than is None:
@@ -516,7 +552,7 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
         return (time.monotonic() - t0) / done * max(0, total_steps - st["global_step"])
 
     def emit(phase, message="", loss=None, eval_loss=None):
-        if progress is not None:
+        if progress is not None and main:
             progress(ProgressEvent(phase, st["epoch"] + (phase == "train"), config.epochs, st["global_step"],
                                    total_steps, loss, eval_loss, elapsed(), eta(), message))
 
@@ -526,7 +562,7 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
         state = {k: st[k] for k in st if k not in ("elapsed_before", "cpu_before")}
         state.update(status=status, elapsed_before=elapsed(),
                      cpu_before=st["cpu_before"] + time.process_time() - c0, config=asdict(config))
-        save_checkpoint(last, model, io, stepper.optimizer, state, stepper.scheduler)
+        _on_main(parallel, lambda: save_checkpoint(last, model, io, stepper.optimizer, state, stepper.scheduler))
         emit("checkpoint", f"checkpoint saved to {last}")
 
     def run_eval(label) -> tuple[float | None, float]:
@@ -566,7 +602,7 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
             best_keeper.save()
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=st["global_step"], disable=not config.show_bar,
+        bar = tqdm(total=total_steps, initial=st["global_step"], disable=not (config.show_bar and main),
                    desc="training", unit="step", dynamic_ncols=True)
         model.train()
         while st["epoch"] < config.epochs:
@@ -631,8 +667,10 @@ def train(model, train_examples: Sequence, valid_examples: Sequence | None, *, c
                          elapsed_s=elapsed(), cpu_s=st["cpu_before"] + time.process_time() - c0,
                          measure_name=name, measure_mode=mode)
     if out is not None:
-        io.save(model, out)
-        (out / LOG_FILE).write_text(json.dumps(asdict(result) | {"config": asdict(config)}, indent=1))
+        def final():
+            io.save(model, out)
+            (out / LOG_FILE).write_text(json.dumps(asdict(result) | {"config": asdict(config)}, indent=1))
+        _on_main(parallel, final)
     emit("done", f"training {status}: {st['global_step']} steps, best validation {name} {st['best']}")
     return result
 

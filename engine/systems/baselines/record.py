@@ -38,6 +38,9 @@ def _build_published(which: str):
 
 
 _ON_LM = frozenset({"rewind"})
+# the two baselines that form memories with EMMA's session end share its check before storing
+_EMMA_MEMORY = (Option("grounding", str, "likelihood", "check before a memory is stored (EMMA's): the summariser's "
+                       "likelihood, the consistency classifier, or none", choices=("likelihood", "consistency", "none")),)
 _WITH_MEMORY = frozenset({"memory_view", "rewind"})
 
 RECORDS = [
@@ -60,11 +63,11 @@ RECORDS = [
     SystemRecord(name="all-memories", label="LLM + all memories",
                  help="the base LLM (no EMMA training) with every stored memory in the prompt (EMMA App. H)",
                  needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
-                 options=(), build=_build_llm("AllMemoriesAgent"), order=60),
+                 options=_EMMA_MEMORY, build=_build_llm("AllMemoriesAgent"), order=60),
     SystemRecord(name="llm-retriever", label="LLM + EMMA retriever",
                  help="the base LLM (no EMMA training) given EMMA's retrieved memories (EMMA App. H)",
                  needs=frozenset({"generator", "encoder"}), keeps_memory=True, capabilities=_WITH_MEMORY,
-                 options=(), build=_build_llm("LlmRetrieverAgent"), order=61),
+                 options=_EMMA_MEMORY, build=_build_llm("LlmRetrieverAgent"), order=61),
     SystemRecord(name="rebot", label="ReBot",
                  help="ReBot (Jang et al. 2023): give its published BART generation module as the generator",
                  needs=frozenset({"generator"}), keeps_memory=True, capabilities=_WITH_MEMORY,

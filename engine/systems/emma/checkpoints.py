@@ -34,8 +34,16 @@ def read_metadata(path) -> dict:
         return dict(f.metadata() or {})
 
 
+def from_base(path) -> list[str]:
+    """The parts a compact checkpoint leaves to the base encoder (metadata ``from_base``, comma-separated
+    prefixes such as ``dialogue_encoder.embeddings`` or ``memory_encoder``): MemLab's shipped retriever keeps
+    only its trained layers, in fp16, so that it stays small."""
+    return [p.strip() for p in read_metadata(path).get("from_base", "").split(",") if p.strip()]
+
+
 def split_state(path) -> tuple[dict, dict]:
-    """(dialogue_encoder state, memory_encoder state) with the prefixes removed; error if a tower is missing."""
+    """(dialogue_encoder state, memory_encoder state) with the prefixes removed; error if a tower is missing
+    (unless the file's ``from_base`` metadata leaves that tower to the base encoder)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -54,8 +62,9 @@ def split_state(path) -> tuple[dict, dict]:
                 break
         else:
             other.append(key)
+    based = from_base(path)
     for prefix, tower in zip(PREFIXES, towers):
-        if not tower:
+        if not tower and prefix.rstrip(".") not in based:
             sample = ", ".join(sorted(tensors)[:3]) or "none"
             raise CheckpointError(f"{path}: no keys start with {prefix!r} (found e.g. {sample}); an EMMA retriever "
                                   "checkpoint has dialogue_encoder.* and memory_encoder.* keys")
@@ -79,10 +88,13 @@ def _fit_keys(state: dict, model) -> dict:
     return out
 
 
-def load_tower(model, state: dict, path, tower: str) -> None:
+def load_tower(model, state: dict, path, tower: str, keep_from_base: tuple[str, ...] = ()) -> None:
     """Copy ``state`` into ``model`` after checking names and shapes (buffers such as ``position_ids`` and
-    the pooler head may be absent from the file; weights may not)."""
+    the pooler head may be absent from the file; weights may not, except those under ``keep_from_base``
+    prefixes, which keep the base encoder's values).  fp16 tensors are cast to the model's dtype."""
     state = _fit_keys(state, model)
+    if not state and "" in keep_from_base:
+        return  # the whole tower is the base encoder
     own = model.state_dict()
     unexpected = sorted(k for k in state if k not in own and not k.startswith("pooler."))
     if unexpected:
@@ -94,17 +106,24 @@ def load_tower(model, state: dict, path, tower: str) -> None:
                                   f"{type(model).__name__} expects {tuple(own[key].shape)}; load it over an "
                                   "encoder of matching size (the EMMA release uses bert-base-uncased)")
     missing = sorted(k for k in own if k not in state and not k.endswith("position_ids")
-                     and not k.startswith("pooler.") and "token_type_ids" not in k)
+                     and not k.startswith("pooler.") and "token_type_ids" not in k
+                     and not any(k.startswith(b) for b in keep_from_base if b))
     if missing:
         raise CheckpointError(f"{path}: {tower} lacks {len(missing)} weights of the encoder, e.g. {missing[:3]}")
-    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items() if k in own}, strict=False)
 
 
 def load_into(context_model, memory_model, path) -> None:
     """Load a checkpoint's two towers into two already-built encoder models (shapes validated)."""
     ctx_state, mem_state = split_state(path)
-    load_tower(context_model, ctx_state, path, "dialogue_encoder")
-    load_tower(memory_model, mem_state, path, "memory_encoder")
+    based = from_base(path)
+
+    def kept(tower):
+        out = tuple(b[len(tower) + 1:] for b in based if b.startswith(tower + "."))
+        return out + (("",) if tower in based else ())
+
+    load_tower(context_model, ctx_state, path, "dialogue_encoder", kept("dialogue_encoder"))
+    load_tower(memory_model, mem_state, path, "memory_encoder", kept("memory_encoder"))
 
 
 def load_retriever_checkpoint(path, base: str | None = None, *, pooling: str | None = None,

@@ -20,6 +20,24 @@ from engine.systems.emma import formats
 SUMMARY_MAX_NEW_TOKENS = 64  # Appendix E.1: maximum target length 64
 
 
+def summary_prompt_kind(lm) -> tuple[bool, str]:
+    """(name the speakers in the causal summariser prompt?, why) from the adapter's ``training.json``."""
+    import json
+    from pathlib import Path
+
+    if lm.kind != "causal" or not getattr(lm, "adapter", None):
+        return True, "summariser prompt with the speakers (App. E.1)"
+    f = Path(str(lm.adapter)) / "training.json"
+    try:
+        declared = json.loads(f.read_text()).get("summary_prompt")
+    except (OSError, ValueError):
+        declared = None
+    if declared == "speakers":
+        return True, "summariser prompt with the speakers (App. E.1), as the adapter was trained"
+    return False, ("summariser prompt without the speakers' roles: the adapter was trained on that prompt "
+                   f"({f} has no \"summary_prompt\": \"speakers\")")
+
+
 class DialogueModule:
     """Prompts, generation and label scoring for the three EMMA tasks on one :class:`LoadedLM`."""
 
@@ -34,6 +52,10 @@ class DialogueModule:
         # No repetition penalty: a memory sentence re-uses the session's words and names; with 1.2 the
         # trained adapter garbled its answers (e.g. "[NO]" instead of "[NONE]").
         self.link_batch_size = link_batch_size
+        # The chat-prompt summariser names the speakers (App. E.1 content) unless the adapter on the model was
+        # trained on the earlier prompt without them (its training.json has no "summary_prompt": "speakers"):
+        # a prompt the adapter never saw made the shipped one write nothing about the partner.
+        self.summary_speakers, self.summary_prompt_note = summary_prompt_kind(lm)
         self.last_link_stats: dict = {}  # how the last linking call ran (prefix reuse or why not)
 
     # -------------------------------------------------------------- generation (§4.1 "Dialogue Generator")
@@ -62,11 +84,19 @@ class DialogueModule:
         return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
 
     # -------------------------------------------------------------- summarisation (§4.1 "Memory Summarizer")
-    def summarize(self, about: str, session_turns: list[tuple[str, str]]) -> list[str]:
-        """Memory sentences about ``about`` from the whole session (``[SEP]``/``[NONE]`` parsed)."""
+    def summarize(self, about: str, session_turns: list[tuple[str, str]], *, main: Speaker | None = None,
+                  partner: Speaker | None = None, memories: list[tuple[str, list[str]]] | None = None,
+                  session_index: int = 0) -> list[str]:
+        """Memory sentences about ``about`` from the whole session (``[SEP]``/``[NONE]`` parsed).
+
+        The input is App. E.1's ``summarize [ABOUT WHO]: {FINAL GENERATION SEQUENCE}``: with ``main`` and
+        ``partner`` it carries both speakers' names and jobs, the memories given at the last turn and the
+        session ordinal, so the summariser reads who said what (:func:`formats.summarize_input`)."""
         def build(turns):
-            return gen.render_prompt(self.lm, formats.summarize_input(about, turns),
-                                     formats.chat_messages("summarize", about=about, session_turns=turns))
+            kw = dict(about=about, session_turns=turns, main=main, partner=partner, memories=memories,
+                      session_index=session_index)
+            return gen.render_prompt(self.lm, formats.summarize_input(**kw),
+                                     formats.chat_messages("summarize", **kw, speakers=self.summary_speakers))
 
         prompt, _ = gen.fit_to_window(self.lm, build, session_turns, reserve=SUMMARY_MAX_NEW_TOKENS)
         return formats.parse_summary(gen.generate_text(self.lm, prompt, self.summary_settings))

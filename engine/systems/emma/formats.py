@@ -53,6 +53,8 @@ SPECIAL_TOKENS = (MEMORY_TOKEN, LINK_TOKEN, NOW_TOKEN, SEP_TOKEN, NONE_TOKEN)
 LINK_LABELS = ("positive", "negative")
 
 TASKS = ("generation", "summarize", "link")
+#: The summary-based ablation's task (Appendix I): ``summarize [SESSION]: ...`` → one session summary.
+SESSION_SUMMARY_TASK = "session_summary"
 
 _ORDINALS = (
     "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
@@ -131,14 +133,33 @@ def generation_input(
     )
 
 
-def summarize_input(about: str, session_turns: list[tuple[str, str]]) -> str:
+def summarize_input(about: str, session_turns: list[tuple[str, str]], *, main: Speaker | None = None,
+                    partner: Speaker | None = None, memories: list[tuple[str, list[str]]] | None = None,
+                    session_index: int = 0) -> str:
     """Seq2seq input of the summarisation task (Appendix E.1 "Memory Summarization")::
 
-        summarize [ABOUT_<name>]: <whole session sequence>
+        summarize [ABOUT WHO]: {FINAL GENERATION SEQUENCE}
 
-    e.g. ``summarize [ABOUT_Bob]: [Bob] I adopted a cat. [Alice] How lovely!``
+    The final generation sequence is the session's last :func:`generation_input` — the speakers' names and
+    jobs, the memories given at the last turn (``[MEMORY]``/``[LINK]``), ``[NOW] <ordinal> session`` and the
+    whole session — so the summariser reads who said what, e.g.::
+
+        summarize [ABOUT_Bob]: generation: [Alice] teacher [Bob] neighbour [NOW] first session
+        [Bob] I adopted a cat. [Alice] How lovely!
+
+    Without ``main``/``partner`` (older callers) only the session sequence follows the prefix.
     """
-    return _join(f"summarize [ABOUT_{about}]:", session_sequence(session_turns))
+    if main is None or partner is None:
+        return _join(f"summarize [ABOUT_{about}]:", session_sequence(session_turns))
+    final = _join(
+        GENERATION_PREFIX,
+        f"{_speaker_tag(main.name)} {main.job}",
+        f"{_speaker_tag(partner.name)} {partner.job}",
+        memory_block(memories or []),
+        f"{NOW_TOKEN} {ordinal(session_index)} session",
+        session_sequence(session_turns),
+    )
+    return _join(f"summarize [ABOUT_{about}]:", final)
 
 
 def summary_target(memory_texts: list[str]) -> str:
@@ -186,6 +207,11 @@ def provenance_suffix(about: str, session_index: int) -> str:
     return f"(about {about}, from {ordinal(session_index)} session)"
 
 
+def strip_provenance(text: str) -> str:
+    """``text`` without a trailing ``(about <name>, from <ordinal> session)`` suffix."""
+    return _PROVENANCE_RE.sub("", text or "").strip()
+
+
 def with_provenance(text: str, about: str, session_index: int) -> str:
     """``text`` + its provenance suffix (not doubled if already present)."""
     text = _PROVENANCE_RE.sub("", text).strip()
@@ -200,6 +226,8 @@ def seq2seq_input(task: str, **kwargs: Any) -> str:
         return summarize_input(**kwargs)
     if task == "link":
         return link_input(**kwargs)
+    if task == SESSION_SUMMARY_TASK:
+        return session_summary_input(**kwargs)
     raise ValueError(f"unknown EMMA task {task!r}; expected one of {TASKS}")
 
 
@@ -244,14 +272,30 @@ def _generation_messages(main, partner, memories, session_index, history, bot_na
     return msgs
 
 
-def _summarize_messages(about, session_turns) -> list[dict]:
+def _summarize_messages(about, session_turns, main=None, partner=None, memories=None,
+                        session_index: int = 0, speakers: bool = True) -> list[dict]:
+    """The summariser as chat messages, carrying what App. E.1's final generation sequence carries: who
+    the main speaker and the partner are (names, jobs), the session ordinal, the memories given at the last
+    turn and every turn with its speaker's name.  The instruction text is the one the shipped adapter was
+    trained on; the speakers come first, as in the generation prompt (:func:`_generation_system`).
+
+    ``speakers=False`` gives the prompt of adapters trained before the speakers were added (the shipped one:
+    :func:`engine.systems.emma.dialogue.DialogueModule` decides from the adapter's ``training.json``) — the
+    speakers' names are then only in the transcript lines."""
+    who = ""
+    if speakers and main is not None and partner is not None:
+        me = f"{main.name}, {main.job}" if main.job else main.name
+        them = f"{partner.name}, {partner.job}" if partner.job else partner.name
+        who = f"You are {me}. You talked with {them} in your {ordinal(session_index)} conversation session. "
     system = (
-        "You keep an egocentric memory of conversations. From the conversation, write the "
+        f"{who}You keep an egocentric memory of conversations. From the conversation, write the "
         f"significant events, experiences, appointments and emotions about {about}, as short "
         f"sentences from your own perspective, separated by {SEP_TOKEN}. If there is nothing "
         f"worth remembering about {about}, answer {NONE_TOKEN}."
     )
     user = f"Conversation:\n{_transcript(session_turns)}\n\nMemories about {about}:"
+    if memories and speakers:
+        user = "Memories you were given:\n" + "\n".join(f"- {t.strip()}" for t, _ in memories) + "\n\n" + user
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -286,6 +330,8 @@ def chat_messages(task: str, **kwargs: Any) -> list[dict]:
         return _summarize_messages(**kwargs)
     if task == "link":
         return _link_messages(**kwargs)
+    if task == SESSION_SUMMARY_TASK:
+        return session_summary_messages(**kwargs)
     raise ValueError(f"unknown EMMA task {task!r}; expected one of {TASKS}")
 
 

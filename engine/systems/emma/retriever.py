@@ -57,6 +57,7 @@ class Retriever:
         self.context_max_length = context_max_length
         self.memory_max_length = memory_max_length
         self.max_linked = max_linked
+        self.note = ""  # which retriever this is and why (shown by the agent's describe())
 
     @property
     def memory_model_name(self) -> str:

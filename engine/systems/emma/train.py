@@ -17,7 +17,9 @@ def register(tsub) -> None:
     """Add ``emma-dialogue`` and ``emma-retriever`` to ``memlab train``'s sub-parsers."""
     d = tsub.add_parser("emma-dialogue", help="(Q)LoRA fine-tuning of EMMA's dialogue module (3 tasks)")
     data_args(d)
-    d.add_argument("--backbone", help="generator: HF id or directory (default: the embedded SmolLM2-135M-Instruct)")
+    d.add_argument("--preset", choices=("embedded", "emma-paper"), default="embedded",
+                   help="emma-paper: FLAN-T5-Large + LoRA r=32/alpha=32/dropout 0.1, QLoRA on CUDA (App. E.1)")
+    d.add_argument("--backbone", help="generator: HF id or directory (default: the preset's; embedded: SmolLM2-135M-Instruct)")
     d.add_argument("--out", help="adapter directory (default: <user data>/adapters/emma-<backbone>)")
     loop_args(d, epochs=3, lr=1e-3, batch_size=4, grad_accum=13, patience=1)
     d.add_argument("--max-input", type=int, default=1024)
@@ -37,7 +39,9 @@ def register(tsub) -> None:
 
     r = tsub.add_parser("emma-retriever", help="triplet-loss training of EMMA's dual-encoder retriever")
     data_args(r)
-    r.add_argument("--encoder", help="base encoder: HF id or directory (default: the embedded all-MiniLM-L6-v2)")
+    r.add_argument("--preset", choices=("embedded", "emma-paper"), default="embedded",
+                   help="emma-paper: two bert-base-uncased encoders with [CLS] vectors (App. E.2)")
+    r.add_argument("--encoder", help="base encoder: HF id or directory (default: the preset's; embedded: all-MiniLM-L6-v2)")
     r.add_argument("--pooling", choices=("mean", "cls"), help="default: the encoder's own")
     r.add_argument("--out", help="output directory (default: <user data>/retrievers/emma-<encoder>)")
     loop_args(r, epochs=20, lr=1e-4, batch_size=90, grad_accum=1, patience=2)
@@ -49,6 +53,18 @@ def register(tsub) -> None:
     r.add_argument("--max-train-triples", type=int)
     r.set_defaults(func=run_retriever)
 
+    m = tsub.add_parser("emma-mix", help="retrain the embedded EMMA adapter on LoCoMo/ConvAI2/MaLP + starter corpus "
+                                         "(App. E.1 summariser input; length-bucketed; per-source held-out figures)")
+    m.add_argument("argv", nargs=__import__("argparse").REMAINDER, help="arguments of python -m engine.systems.emma.train_mix (train|measure ...)")
+    m.set_defaults(func=lambda a: __import__("engine.systems.emma.train_mix", fromlist=["main"]).main(a.argv))
+    rm = tsub.add_parser("emma-retriever-mix", help="train the retriever from MiniLM on LoCoMo/ConvAI2/starter "
+                                                    "(in-batch + hard negatives), measured on unseen LoCoMo")
+    rm.add_argument("argv", nargs=__import__("argparse").REMAINDER, help="arguments of python -m engine.systems.emma.train_retriever_mix")
+    rm.set_defaults(func=lambda a: __import__("engine.systems.emma.train_retriever_mix", fromlist=["main"]).main(a.argv))
+    lh = tsub.add_parser("emma-link-head", help="train and calibrate the encoder link head on realistic pair mixes")
+    lh.add_argument("argv", nargs=__import__("argparse").REMAINDER, help="arguments of python -m engine.systems.emma.train_link_head")
+    lh.set_defaults(func=lambda a: __import__("engine.systems.emma.train_link_head", fromlist=["main"]).main(a.argv))
+
 
 
 @guard
@@ -59,7 +75,9 @@ def run_dialogue(args) -> int:
 
     train, valid, origin = load_data(args)
     err(f"data: {len(train)} training / {len(valid)} validation episodes from {origin}")
-    backbone = args.backbone
+    from .presets import get as get_preset
+
+    backbone = args.backbone or get_preset(args.preset).backbone
     if backbone is None:
         from engine.backbones.embedded import check_prepared, default_lm_path
 
@@ -101,7 +119,12 @@ def run_retriever(args) -> int:
 
     train, valid, origin = load_data(args)
     err(f"data: {len(train)} training / {len(valid)} validation episodes from {origin}")
-    encoder = args.encoder
+    from .presets import get as get_preset
+
+    preset = get_preset(args.preset)
+    encoder = args.encoder or preset.encoder
+    if args.pooling is None and not args.encoder and preset.pooling:
+        args.pooling = preset.pooling
     if encoder is None:
         from engine.backbones.embedded import default_encoder_path
 

@@ -68,6 +68,26 @@ def unpack_adapter(packed: dict, directory: Path) -> Path:
     return directory
 
 
+def plain_copy(model):
+    """A copy of ``model`` without any peft adapter layers (removed, not merged): for a shared generator that
+    carries another system's adapter, or another MiLP agent's (peft injects its layers into the base)."""
+    import copy
+
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    m = copy.deepcopy(model)
+    if isinstance(m, PeftModel):
+        return m.unload()
+    for module in list(m.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, BaseTunerLayer):
+                setattr(module, name, child.get_base_layer())
+    if "peft_config" in vars(m):
+        del m.peft_config
+    return m
+
+
 class AdapterBank:
     """The base LM with named adapters: the instruction adapter (optional) and one memory per partner.
 

@@ -26,15 +26,16 @@ def build_milp(models, options: dict):
     from .responder import PersonalResponder
 
     lm = dataclasses.replace(models.generator)  # MiLP wraps .model in peft; the other systems keep theirs
-    if lm.adapter or hasattr(lm.model, "peft_config"):
+    if hasattr(lm.model, "peft_config"):
         # the shared generator carries another system's adapter (e.g. EMMA's): MiLP's memories go on its own
-        # copy of the plain backbone, said in describe()/the plan's reasons
-        from engine.backbones.loading import load_lm
+        # copy of the plain backbone (that adapter's layers removed, not merged), said in the plan's reasons
+        from .model import plain_copy
 
-        device = str(next(lm.model.parameters()).device)
-        lm = load_lm(lm.name, device=device)
-        lm.plan.reasons.append(f"MiLP runs on its own copy of the plain {lm.name}: the loaded generator carries "
-                               f"another adapter ({models.generator.adapter})")
+        other = lm.adapter or ", ".join(lm.model.peft_config)
+        lm.model = plain_copy(lm.model)
+        lm.plan = dataclasses.replace(lm.plan, reasons=list(lm.plan.reasons) + [
+            f"MiLP runs on its own copy of the plain {lm.name}: the loaded generator carries another adapter ({other})"])
+        lm.adapter = None
     layers = _num_layers(lm)
     theta, source = shipped_theta(layers)
     if options["theta"]:
