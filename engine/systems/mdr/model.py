@@ -460,3 +460,14 @@ class MdrModel(nn.Module):
             if len(self._features) > 4096:
                 self._features.pop(next(iter(self._features)))
         return self._features[key], hp, index
+
+
+def untrained_model(generator, encoder, config: MdrConfig | None = None):
+    """An MDR with random heads on the backbones as loaded (no trained stage): for contract tests only."""
+    config = config or MdrConfig()
+    teacher, student, decoder = fresh_parts(generator, encoder, config)
+    model = MdrModel(MdrStudent(teacher, student, config), decoder, config)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, {"config": config.to_dict()}

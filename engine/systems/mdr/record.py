@@ -7,6 +7,7 @@ from engine.systems.registry import Option, SystemRecord
 
 
 _LOADED: dict = {}
+UNTRAINED = "untrained"
 
 
 def build(models, options: dict):
@@ -22,7 +23,11 @@ def build(models, options: dict):
     if encoder is None:
         raise ValueError("MDR needs a sentence encoder for its teacher and student (paper §3.2)")
     path, note = (options.get("checkpoint") or None), ""
-    if path:
+    if path == UNTRAINED:
+        from .model import untrained_model
+
+        note = "MDR untrained (checkpoint=untrained): random heads, backbones as loaded — for tests, not for chat"
+    elif path:
         note = f"MDR checkpoint given: {path}"
     else:
         path, note = find_checkpoint(generator.name)
@@ -31,7 +36,7 @@ def build(models, options: dict):
     key = (str(path), id(generator.model), id(encoder.model))
     if key not in _LOADED:  # one private copy per checkpoint and backbones: a fresh agent per user is cheap
         _LOADED.clear()
-        _LOADED[key] = load_model(path, generator, encoder)
+        _LOADED[key] = untrained_model(generator, encoder) if path == UNTRAINED else load_model(path, generator, encoder)
     model, _ = _LOADED[key]
     plan = DevicePlan(generator.plan.device, generator.plan.dtype, False,
                       list(generator.plan.reasons) + [note, "MDR decoder: a private copy of the generator with "
@@ -55,7 +60,8 @@ RECORDS = [SystemRecord(
     capabilities=frozenset(),
     options=(
         Option("persona", str, "", "persona sentences, separated by | (added to the speaker's name and job)"),
-        Option("checkpoint", str, "", "MDR checkpoint directory (default: trained here, else shipped)"),
+        Option("checkpoint", str, "", "MDR checkpoint directory (default: trained here, else shipped; "
+                                      "'untrained': random heads, for tests)"),
         Option("temperature", float, 0.7, "sampling temperature; 0 = greedy"),
         Option("max_new_tokens", int, 32, "longest reply in tokens"),
     ),
