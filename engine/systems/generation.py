@@ -250,6 +250,30 @@ def sample_texts(lm: LoadedLM, prompt: str, n: int, settings: GenerationSettings
     return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
 
+def describe_lm(lm: LoadedLM) -> dict:
+    """Which generator a responder runs on, on which device, and why (for the UI and reports)."""
+    return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+
+
+class LMResponder:
+    """The generation half of a :class:`~engine.systems.session_agent.Responder` shared by every system that
+    streams replies from one :class:`LoadedLM` with :class:`GenerationSettings`: streaming, n sampled replies
+    (S-Dist) and the device description. A system adds only its ``reply_prompt``."""
+
+    def __init__(self, lm: LoadedLM, settings: GenerationSettings | None = None):
+        self.lm = lm
+        self.settings = settings or GenerationSettings()
+
+    def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
+        return stream_generate(self.lm, prompt, self.settings, cancel)
+
+    def sample_replies(self, prompt: str, n: int, cancel: threading.Event | None = None) -> list[str]:
+        return sample_texts(self.lm, prompt, n, self.settings, cancel)
+
+    def describe(self) -> dict:
+        return describe_lm(self.lm)
+
+
 def _label_ids(lm: LoadedLM, label: str) -> list[int]:
     tok = lm.tokenizer
     if lm.kind == "seq2seq":

@@ -21,8 +21,6 @@ Both are hook-only :class:`SessionLogAgent` subclasses over their own small resp
 from __future__ import annotations
 
 import functools
-import threading
-from typing import Iterator
 
 from engine.data.model import MemoryUpdate, Speaker, Turn
 from engine.systems import generation as gen
@@ -35,26 +33,16 @@ def _role(s: Speaker) -> str:
     return s.job or s.name
 
 
-class Seq2SeqResponder:
+class Seq2SeqResponder(gen.LMResponder):
     """Streaming, sampling and description for the published checkpoint (shared by ReBot and MSC). Both are
     seq2seq models; another generator runs the same sequences and ``describe`` says it is not the published
     architecture."""
 
     ARCHITECTURES: tuple[str, ...] = ()
 
-    def __init__(self, lm, settings=None):
-        self.lm = lm
-        self.settings = settings or gen.GenerationSettings()
-
-    def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
-        return gen.stream_generate(self.lm, prompt, self.settings, cancel)
-
-    def sample_replies(self, prompt: str, n: int, cancel: threading.Event | None = None) -> list[str]:
-        return gen.sample_texts(self.lm, prompt, n, self.settings, cancel)
-
     def describe(self) -> dict:
         lm = self.lm
-        d = {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+        d = super().describe()
         arch = type(getattr(lm.model, "base_model", lm.model)).__name__
         if self.ARCHITECTURES and not any(a in arch or a in type(lm.model).__name__ for a in self.ARCHITECTURES):
             d["note"] = f"the generator is a {arch}, not the published {'/'.join(self.ARCHITECTURES)} checkpoint"

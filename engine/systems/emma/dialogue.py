@@ -7,8 +7,6 @@ module (docs/architecture.md, "Baselines").
 
 from __future__ import annotations
 
-import threading
-from typing import Iterator
 
 import numpy as np
 
@@ -38,15 +36,14 @@ def summary_prompt_kind(lm) -> tuple[bool, str]:
                    f"({f} has no \"summary_prompt\": \"speakers\")")
 
 
-class DialogueModule:
+class DialogueModule(gen.LMResponder):
     """Prompts, generation and label scoring for the three EMMA tasks on one :class:`LoadedLM`."""
 
     def __init__(self, lm: LoadedLM, settings: gen.GenerationSettings | None = None,
                  *, link_batch_size: int = 32):
         if lm.kind not in ("causal", "seq2seq"):
             raise ValueError(f"LoadedLM.kind must be 'causal' or 'seq2seq', got {lm.kind!r}")
-        self.lm = lm
-        self.settings = settings or gen.GenerationSettings()
+        super().__init__(lm, settings)
         self.summary_settings = gen.GenerationSettings(
             max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False, repetition_penalty=1.0)
         # No repetition penalty: a memory sentence re-uses the session's words and names; with 1.2 the
@@ -73,15 +70,6 @@ class DialogueModule:
         prompt, _dropped = gen.fit_to_window(self.lm, build, history, reserve=self.settings.max_new_tokens)
         return prompt
 
-    def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
-        return gen.stream_generate(self.lm, prompt, self.settings, cancel)
-
-    def sample_replies(self, prompt: str, n: int, cancel: threading.Event | None = None) -> list[str]:
-        return gen.sample_texts(self.lm, prompt, n, self.settings, cancel)
-
-    def describe(self) -> dict:
-        lm = self.lm
-        return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
 
     # -------------------------------------------------------------- summarisation (§4.1 "Memory Summarizer")
     def summarize(self, about: str, session_turns: list[tuple[str, str]], *, main: Speaker | None = None,

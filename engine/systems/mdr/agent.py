@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from engine.data.model import MemoryUpdate, Speaker
+from engine.systems import generation as gen
 from engine.systems.generation import GenerationSettings, stream_from_inputs
 from engine.systems.session_agent import SessionLogAgent
 
@@ -92,8 +93,7 @@ class MdrResponder:
 
     def describe(self) -> dict:
         cfg = self.model.config
-        return {"lm": self.lm.name, "lm_kind": "causal", "lm_device": self.lm.plan.summary(),
-                "lm_reasons": list(self.lm.plan.reasons), "checkpoint": self.lm.adapter,
+        return {**gen.describe_lm(self.lm), "lm_kind": "causal", "checkpoint": self.lm.adapter,
                 "mdr": f"{cfg.ablation_name()}, K={cfg.hops}, sigma={cfg.sigma}"}
 
 

@@ -4,18 +4,15 @@ are the user's content (TpLP: past turns; MaLP: retrieved past turns; MiLP: none
 
 from __future__ import annotations
 
-import threading
-from typing import Iterator
 
 from engine.systems import generation as gen
 
 from . import prompts
 
 
-class PersonalResponder:
+class PersonalResponder(gen.LMResponder):
     def __init__(self, lm, settings=None, content_label: str = "What you know about them"):
-        self.lm = lm
-        self.settings = settings or gen.GenerationSettings()
+        super().__init__(lm, settings)
         self.content_label = content_label
 
     def reply_prompt(self, main, partner, memories, session_index, history, bot_name=None) -> str:
@@ -30,13 +27,3 @@ class PersonalResponder:
             return build([])
         prompt, _ = gen.fit_to_window(self.lm, build, content, reserve=self.settings.max_new_tokens)
         return prompt
-
-    def stream_reply(self, prompt: str, cancel: threading.Event | None = None) -> Iterator[str]:
-        return gen.stream_generate(self.lm, prompt, self.settings, cancel)
-
-    def sample_replies(self, prompt: str, n: int, cancel: threading.Event | None = None) -> list[str]:
-        return gen.sample_texts(self.lm, prompt, n, self.settings, cancel)
-
-    def describe(self) -> dict:
-        lm = self.lm
-        return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
