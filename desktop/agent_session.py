@@ -29,6 +29,7 @@ class AgentSession(QObject):
         self.busy = False
         self.created = False
         self.respond_request: int | None = None
+        self.end_request: int | None = None
 
     def _req(self, op, on_done=None, **fields):
         def done(result):
@@ -80,7 +81,12 @@ class AgentSession(QObject):
         self._req("rewind", None, turn=user_turn)
 
     def end_session(self):
-        self._req("end_session", self.session_ended.emit)
+        self.end_request = self._req("end_session", self.session_ended.emit)
+
+    def stop_session_end(self):
+        """Ask the engine to finish the running session end early (what is done so far is kept)."""
+        if self.end_request is not None and self.busy:
+            self.engine.cancel(self.agent_id, self.end_request)
 
     def fetch_memory(self):
         self._req("memory", self.memory_loaded.emit)

@@ -372,7 +372,17 @@ class _Worker:
 
     def op_end_session(self, req, rid):
         agent = self.agent(req)
-        update = agent.end_session(progress=self.progress(rid))
+        stopper = _StopSessionEnd(agent)
+        with self.send_lock:  # a Cancel naming this request asks the agent to finish early (Agent.stop_session_end)
+            self.cancels[req.agent] = (rid, stopper)
+            if rid in self.cancelled_requests:
+                stopper.set()
+        try:
+            update = agent.end_session(progress=self.progress(rid))
+        finally:
+            with self.send_lock:
+                self.cancels.pop(req.agent, None)
+                self.cancelled_requests.discard(rid)
         return {"update": update.to_dict() if hasattr(update, "to_dict") else _plain(update),
                 "memory": agent.memory_view(), "state": _plain(agent.state())}
 
@@ -396,6 +406,16 @@ class _Worker:
         agent = self.agent(req)
         agent.delete_memory(req.memory)
         return agent.memory_view()
+
+
+class _StopSessionEnd:
+    """Stands in for a cancel event while a session end runs: ``set()`` asks the agent to stop early."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def set(self) -> None:
+        self.agent.stop_session_end()
 
 
 def _plain(obj):

@@ -138,6 +138,11 @@ class Agent(ABC):
         worker restart; returns how many were restored."""
         raise Unsupported(f"{self.name} cannot restore a session")
 
+    def stop_session_end(self) -> None:
+        """Ask a running :meth:`end_session` (called from another thread) to finish early and keep what it has
+        done so far, e.g. MiLP's per-partner adapter training. Default: nothing to stop — the session end
+        runs to completion."""
+
     def adapters(self) -> list[dict]:
         """Parameterised memory: ``[{"partner", "name", "parameters", "trained_turns", "loss", ...}]``."""
         return []

@@ -105,3 +105,30 @@ def test_tplp_and_malp_give_only_that_partners_past_turns():
     assert len(malp.last_turn.given) == 2
     assert any("cat" in g["text"] or "asthma" in g["text"] for g in malp.last_turn.given)
     assert len(tplp.last_turn.given) == 4
+
+
+def test_stop_session_end_keeps_what_was_trained():
+    """The contract's stop_session_end (the worker's Cancel during a session end) stops the partner's adapter
+    training at the next step; the memory is kept and the next session end trains normally again."""
+    lm = tiny_lm("llama")
+    layers = lm.model.config.num_hidden_layers
+    agent = MilpAgent(PersonalResponder(lm, GREEDY), AdapterBank(lm), Theta((1,) * layers, 2, 4),
+                      train_settings=TrainSettings(lr=5e-2, max_steps=50, epochs=50, batch_size=1,
+                                                   max_input_tokens=64))
+    seen = []
+
+    def progress(*args):
+        seen.append(args)
+        if len(seen) == 3:  # training is under way: stop it, as the Chat page's "Stop early" does
+            agent.stop_session_end()
+
+    agent.start_session(MAIN, ANN, 0)
+    for line in ["I have asthma and a cat.", "My inhaler is blue.", "I walk my dog at six."]:
+        "".join(agent.respond(line))
+    up = agent.end_session(progress=progress)
+    ann = {a["partner"]: a for a in agent.adapters()}["Ann"]
+    assert up.adapters == [adapter_key("Ann")]
+    assert ann["status"] != "completed" and ann["steps"] < 50, ann
+    # the stop ended that session end only
+    _session(agent, BOB, 1, ["I broke my left wrist skiing."])
+    assert {a["partner"]: a for a in agent.adapters()}["Bob"]["steps"] > 0

@@ -148,8 +148,14 @@ class ChatPage(QWidget):
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setMinimumWidth(320)
+        self.end_stop_button = QPushButton("Stop early")
+        self.end_stop_button.setToolTip("Finish this session end now and keep what is done (e.g. MiLP's adapter "
+                                        "training stops at the next step); systems with a short session end "
+                                        "finish it anyway")
+        self.end_stop_button.clicked.connect(self.stop_session_end)
         end_row.addWidget(self.progress_label, 2)
         end_row.addWidget(self.progress, 3)
+        end_row.addWidget(self.end_stop_button)
         self.end_box.hide()
         self.new_session_button = QPushButton("New session with…")
         self.new_session_button.clicked.connect(self._ask_new_session)
@@ -315,6 +321,11 @@ class ChatPage(QWidget):
         self.end_box.show()
         self.agent.end_session()
         self._update_controls()
+
+    def stop_session_end(self) -> None:
+        if self.agent is not None:
+            self.agent.stop_session_end()
+            self.progress_label.setText(self.progress_label.text() + " — stopping…")
 
     def _on_progress(self, label, done, total):
         self.end_box.show()

@@ -4,8 +4,8 @@ introduced, the corresponding parameterized module can be loaded into the base m
 * The prompt holds only the current session's recent turns — what the bot knows about a partner from
   earlier sessions lives only in that partner's adapter (FFN LoRA, Eq. 1, placed by θ).
 * At session end the partner's adapter is trained (first meeting) or updated (return) on that partner's
-  turns within ``train_budget_s`` seconds, with progress; :attr:`MilpAgent.cancel_training` (an Event)
-  stops it early and keeps what was trained.
+  turns within ``train_budget_s`` seconds, with progress; :meth:`MilpAgent.stop_session_end` (the
+  contract's way, used by the worker's Cancel) stops it early and keeps what was trained.
 * The adapter is stored in the agent's state as a small adapter directory (config + fp16 safetensors), and
   loaded again when that partner returns (also after the chat is reopened).
 * With a shipped instruction adapter (§2.3) it is active together with the partner's memory.
@@ -81,13 +81,15 @@ class MilpAgent(SessionLogAgent):
         theta = Theta.from_dict(rec["theta"]) if rec else self.theta
         if not theta.injects:
             return MemoryUpdate(notes=[f"θ injects nothing ({theta.describe()}): no memory kept for {partner}"])
-        self.cancel_training.clear()
         key = adapter_key(partner)
         if progress:
             progress(f"{'updating' if rec else 'training'} {partner}'s memory", 0, 1)
         t0 = time.monotonic()
-        out = train_partner(self.bank, key, theta, history, self.train_settings, progress=progress,
-                            cancel=self.cancel_training)
+        try:
+            out = train_partner(self.bank, key, theta, history, self.train_settings, progress=progress,
+                                cancel=self.cancel_training)
+        finally:
+            self.cancel_training.clear()  # a stop ends this session end only, never the next one
         packed = self.bank.pack(key)
         self.memories[partner] = {
             "theta": theta.to_dict(), "packed": packed, "trained_turns": len(history),
@@ -100,6 +102,10 @@ class MilpAgent(SessionLogAgent):
                 f"{out['loss']:.3f}, {out['seconds']} s ({out['status']})" if out["loss"] is not None else
                 f"{verb} memory adapter for {partner}: no step finished ({out['status']})")
         return MemoryUpdate(notes=[note], adapters=[key])
+
+    def stop_session_end(self) -> None:
+        """Stop the partner's adapter training at the next step, keeping the steps already made."""
+        self.cancel_training.set()
 
     # ------------------------------------------------------------------ capability "adapters"
     def adapters(self) -> list[dict]:
