@@ -168,3 +168,38 @@ def load_encoder(name_or_path, *, pooling: str | None = None, allow_pickle: bool
         reasons.append(f"{pooling} pooling (requested)")
     plan = DevicePlan(plan.device, plan.dtype, plan.load_in_4bit, plan.reasons + reasons)
     return LoadedEncoder(model=model, tokenizer=tokenizer, name=name, pooling=pooling, plan=plan)
+
+
+def connect_lm(url: str, tokenizer_source, *, served_model: str | None = None, adapter: str | None = None,
+               api_key: str | None = None, max_in_flight: int = 8) -> LoadedLM:
+    """A :class:`LoadedLM` whose generation runs on an OpenAI-compatible server (vLLM, llama.cpp) at ``url``
+    (:mod:`engine.backbones.server`). No weights load here: ``tokenizer_source`` (the served model's hub id or
+    directory) gives the tokenizer and config, so prompts are rendered — chat template, window fitting —
+    exactly as for the in-process model. ``adapter`` is a LoRA's *served name* (vLLM ``--lora-modules
+    NAME=DIR``), applied per request; it must be one the server lists."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .server import OpenAIServerBackend, ServerSpec
+
+    name = os.fspath(tokenizer_source)
+    src = resolve(name, what="model", hint=_default_hint(name))
+    config = _load_or_explain("model", src, AutoConfig.from_pretrained, src.location, local_files_only=src.local)
+    kind = detect_kind(config)
+    tokenizer = _load_or_explain("tokenizer of", src, AutoTokenizer.from_pretrained, src.location,
+                                 local_files_only=src.local)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    backend = OpenAIServerBackend(ServerSpec.parse(url, model=served_model, api_key=api_key,
+                                                   max_in_flight=max_in_flight))
+    reasons = [f"generation on {backend.where}",
+               f"prompts rendered here with the tokenizer and chat template of {src.describe()}"]
+    if adapter:
+        served = backend.models()
+        if adapter not in served:
+            raise ModelNotFoundError(
+                f"generator server {backend.spec.url} does not serve an adapter named {adapter!r} (it serves: "
+                f"{', '.join(served) or 'nothing'}); start it with --lora-modules {adapter}=ADAPTER_DIR")
+        reasons.append(f"LoRA adapter {adapter!r} applied by the server on every request")
+    plan = DevicePlan(device="server", dtype="server's", reasons=reasons)
+    return LoadedLM(model=None, tokenizer=tokenizer, kind=kind, name=f"{backend.model}@{backend.spec.url}",
+                    plan=plan, adapter=adapter, backend=backend, config=config)

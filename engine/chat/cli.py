@@ -49,6 +49,9 @@ def register(sub) -> None:
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    from engine.backbones.server import add_server_args
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 
@@ -114,10 +117,18 @@ def build_agent(args):
         import torch
 
         four_bit = preset.quantize_4bit_on_cuda and torch.cuda.is_available() and args.device != "cpu"
-        models.generator = load_lm(lm_id or _default_lm(), adapter=resolve_adapter(args.adapter, lm_id),
-                                   device=args.device, quantize_4bit=four_bit)
+        from engine.backbones.server import server_options
+
+        server = server_options(args)
+        if server:
+            from engine.backbones.loading import connect_lm
+
+            models.generator = connect_lm(tokenizer_source=lm_id or _default_lm(), **server)
+        else:
+            models.generator = load_lm(lm_id or _default_lm(), adapter=resolve_adapter(args.adapter, lm_id),
+                                       device=args.device, quantize_4bit=four_bit)
         lm = models.generator
-        _err(f"generator: {lm.name} ({lm.kind}) on {lm.plan.summary()}")
+        _err(f"generator: {lm.name} ({lm.kind}) on {lm.where}")
         for r in lm.plan.reasons:
             _err(f"  - {r}")
     if "encoder" in record.needs:
@@ -226,9 +237,11 @@ def run(args) -> int:
         except OSError as e:
             _err(f"error: cannot read script {args.script}: {e}")
             return 2
+    from engine.backbones.server import ServerError
+
     try:
         agent = build_agent(args)
-    except (ModelNotFoundError, ValueError) as e:
+    except (ModelNotFoundError, ServerError, ValueError) as e:
         _err(f"error: {e}")
         return 1
     try:

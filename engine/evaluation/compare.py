@@ -113,72 +113,109 @@ def _load_done(path: Path | None) -> dict[tuple[str, str], dict]:
 def run_compare(queries: list[Query], systems: list[str], build: Callable[[str], object], *,
                 samples: int = DEFAULT_SAMPLES, budget_s: float | None = None, records_path: str | Path | None = None,
                 reseed: Callable[[int], None] | None = None, progress: Progress | None = None,
-                cancel: threading.Event | None = None, only_recorded: bool = False) -> dict[str, SystemResult]:
+                cancel: threading.Event | None = None, only_recorded: bool = False,
+                workers: int = 1) -> dict[str, SystemResult]:
     """Answer every query with every system (query-major). ``build(name)`` makes a fresh agent.
 
     ``records_path``: JSON Lines of ``{"system", "record", "ingest_s", "answer_s"}`` appended as answers are
     made; answers already there are reused (resume). ``reseed(i)`` runs before each system answers query
     ``i`` (every system samples from the same seed per query, whatever the order or a resume). A system that fails (e.g. lacks a contract method) is
     reported with the reason and dropped from the remaining queries; the others go on. ``only_recorded``
-    collects what ``records_path`` holds without answering anything (the table of a cancelled run)."""
+    collects what ``records_path`` holds without answering anything (the table of a cancelled run).
+
+    ``workers`` > 1 (a generator server, whose requests are batched on the server): blocks of ``workers``
+    queries are answered concurrently, one agent per query in its own thread, system after system; the
+    records are kept in query order. ``reseed`` is then not called (sampling is seeded on the server)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     results = {name: SystemResult(name) for name in systems}
     path = Path(records_path) if records_path else None
     done = _load_done(path)
     sink = path.open("a", encoding="utf-8") if path and not only_recorded else None
     total = len(queries) * len(systems)
+    workers = max(1, int(workers))
     step = 0
+
+    def attempt(name: str, qi: int, q: Query):
+        """The new row, or the exception that stopped it (handled in the caller's thread)."""
+        try:
+            if reseed and workers == 1:
+                reseed(qi)
+            agent = build(name)
+            t0 = time.perf_counter()
+            took_given, n_earlier = prepare_agent(agent, q)
+            t1 = time.perf_counter()
+            record = answer(agent, q, samples, cancel)
+            t2 = time.perf_counter()
+        except BaseException as e:  # noqa: BLE001 — sorted below
+            return e
+        return {"system": name, "record": record, "ingest_s": t1 - t0, "answer_s": t2 - t1,
+                "given_memories": took_given, "earlier_sessions": n_earlier}
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memlab-compare") if workers > 1 else None
+    indexed = list(enumerate(queries))
     try:
-        for qi, q in enumerate(queries):
+        for start in range(0, len(indexed), workers):
+            block = indexed[start:start + workers]
             for name in systems:
                 res = results[name]
-                step += 1
                 if res.failed:
+                    step += len(block)
                     continue
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("evaluation cancelled")
-                if progress:
-                    progress(f"{name} on {q.id}", step - 1, total)
-                row = done.get((name, q.id))
-                if row is None and only_recorded:
-                    continue
-                if row is None:
-                    try:
-                        if reseed:
-                            reseed(qi)
-                        agent = build(name)
-                        t0 = time.perf_counter()
-                        took_given, n_earlier = prepare_agent(agent, q)
-                        t1 = time.perf_counter()
-                        record = answer(agent, q, samples, cancel)
-                        t2 = time.perf_counter()
-                    except Cancelled:
-                        raise
-                    except Unsupported as e:
-                        res.failed = f"cannot be evaluated this way: {e}"
+                todo = [] if only_recorded else [(qi, q) for qi, q in block if (name, q.id) not in done]
+                made: dict[int, object] = {}
+                if pool is not None and len(todo) > 1:
+                    if progress:
+                        progress(f"{name} on {block[0][1].id}… ({len(todo)} queries in flight)", step, total)
+                    futures = {qi: pool.submit(attempt, name, qi, q) for qi, q in todo}
+                    made = {qi: f.result() for qi, f in futures.items()}
+                for qi, q in block:
+                    step += 1
+                    if res.failed:
                         continue
-                    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, MemoryError, OSError) as e:
-                        res.failed = f"failed on {q.id}: {type(e).__name__}: {e}"
+                    if progress and pool is None:
+                        progress(f"{name} on {q.id}", step - 1, total)
+                    row = done.get((name, q.id))
+                    if row is None and only_recorded:
                         continue
-                    row = {"system": name, "record": record, "ingest_s": t1 - t0, "answer_s": t2 - t1,
-                           "given_memories": took_given, "earlier_sessions": n_earlier}
-                    if sink:
-                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                        sink.flush()
-                res.records.append(row["record"])
-                res.ingest_s.append(row["ingest_s"])
-                res.answer_s.append(row["answer_s"])
-                res.given_counts.append(len(row["record"].get("given", [])))
-                if q.given_memories() and not row.get("given_memories"):
-                    note = "answered without the given memories (persona): it keeps no memories it could be given"
-                    if note not in res.notes:
-                        res.notes.append(note)
-                if budget_s is not None and row["ingest_s"] > budget_s:
-                    note = f"took more than --budget-s {budget_s:g} s to take in a user's history"
-                    if note not in res.notes:
-                        res.notes.append(note)
+                    if row is None:
+                        row = made[qi] if qi in made else attempt(name, qi, q)
+                        if isinstance(row, Cancelled) or (isinstance(row, BaseException)
+                                                          and not isinstance(row, Exception)):
+                            raise row
+                        if isinstance(row, Unsupported):
+                            res.failed = f"cannot be evaluated this way: {row}"
+                            continue
+                        if isinstance(row, (RuntimeError, ValueError, TypeError, KeyError, IndexError,
+                                            MemoryError, OSError)):
+                            res.failed = f"failed on {q.id}: {type(row).__name__}: {row}"
+                            continue
+                        if isinstance(row, BaseException):
+                            raise row
+                        if sink:
+                            sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                            sink.flush()
+                    res.records.append(row["record"])
+                    res.ingest_s.append(row["ingest_s"])
+                    res.answer_s.append(row["answer_s"])
+                    res.given_counts.append(len(row["record"].get("given", [])))
+                    if q.given_memories() and not row.get("given_memories"):
+                        note = "answered without the given memories (persona): it keeps no memories it could be given"
+                        if note not in res.notes:
+                            res.notes.append(note)
+                    if budget_s is not None and row["ingest_s"] > budget_s:
+                        note = f"took more than --budget-s {budget_s:g} s to take in a user's history"
+                        if note not in res.notes:
+                            res.notes.append(note)
+                if progress and pool is not None:
+                    progress(f"{name} on {block[-1][1].id}", step, total)
         if progress:
             progress("done", total, total)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if sink:
             sink.close()
     return results

@@ -54,6 +54,9 @@ def register(esub) -> None:
                    help="score the answers already in --out/records.jsonl (an interrupted run); load no model")
     p.add_argument("--study", help="also store the report in this study database")
     p.add_argument("--campaign", help="with --study: the campaign the report belongs to")
+    from engine.backbones.server import add_server_args
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 
@@ -75,6 +78,7 @@ def parse_system_options(pairs: list[str], systems: list[str]) -> dict[str, dict
 
 
 def run(args) -> int:
+    from engine.backbones.server import ServerError, server_options
     from engine.backbones.types import ModelNotFoundError
     from engine.data.errors import DataFormatError
     from engine.data.readers import read_any
@@ -98,8 +102,8 @@ def run(args) -> int:
     try:
         builder = None if args.score_only else SystemBuilder.load(
             systems, options, lm=args.lm, encoder=args.encoder, adapter=args.adapter, device=args.device,
-            max_new_tokens=args.max_new_tokens, budget_s=args.budget_s, log=_err)
-    except (RegistryError, ModelNotFoundError, ValueError) as e:
+            max_new_tokens=args.max_new_tokens, budget_s=args.budget_s, server=server_options(args), log=_err)
+    except (RegistryError, ModelNotFoundError, ServerError, ValueError) as e:
         _err(f"error: {e}")
         return 1
     out = Path(args.out or f"compare-{Path(args.data).stem}")

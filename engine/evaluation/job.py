@@ -49,9 +49,14 @@ def compare_job(builder, *, data: str, systems: list[str], format: str = "auto",
     try:
         if score_only:
             raise Cancelled("score only")
+        gen = getattr(getattr(builder, "models", None), "generator", None)
+        backend = getattr(gen, "backend", None)
+        workers = backend.max_in_flight if backend is not None else 1  # a generator server batches requests
+        if workers > 1:
+            notes.append(f"queries answered {workers} at a time on {backend.where}")
         results = run_compare(queries, systems, builder, samples=samples, budget_s=budget_s,
                               records_path=out / "records.jsonl", reseed=lambda i: _reseed(seed + i),
-                              progress=progress, cancel=cancel)
+                              progress=progress, cancel=cancel, workers=workers)
     except Cancelled:
         cancelled = not score_only
         results = run_compare(queries, systems, _never_built, samples=samples, records_path=out / "records.jsonl",

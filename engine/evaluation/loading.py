@@ -38,9 +38,11 @@ class SystemBuilder:
     @classmethod
     def load(cls, systems: list[str], options: dict[str, dict] | None = None, *, lm: str | None = None,
              encoder: str | None = None, adapter: str | None = "auto", device: str | None = None,
-             max_new_tokens: int = 40, budget_s: float | None = None, log=print) -> "SystemBuilder":
+             max_new_tokens: int = 40, budget_s: float | None = None, server: dict | None = None,
+             log=print) -> "SystemBuilder":
         """Validate every system's options first (a typo fails before any model loads), then load the
-        roles the systems need. ``budget_s`` goes to each system whose record has a ``budget_s`` option."""
+        roles the systems need. ``budget_s`` goes to each system whose record has a ``budget_s`` option;
+        ``server`` (:func:`engine.backbones.server.server_options`) puts the generator on a generator server."""
         from engine.backbones.embedded import default_encoder_path
         from engine.backbones.loading import load_encoder, load_lm
         from engine.chat.cli import _default_lm, resolve_adapter
@@ -56,9 +58,14 @@ class SystemBuilder:
             needs |= set(rec.needs)
         models = registry.Models(settings=GenerationSettings(max_new_tokens=max_new_tokens))
         if "generator" in needs:
-            models.generator = load_lm(lm or _default_lm(), adapter=resolve_adapter(adapter, lm), device=device)
+            if server:
+                from engine.backbones.loading import connect_lm
+
+                models.generator = connect_lm(tokenizer_source=lm or _default_lm(), **server)
+            else:
+                models.generator = load_lm(lm or _default_lm(), adapter=resolve_adapter(adapter, lm), device=device)
             g = models.generator
-            log(f"generator: {g.name} ({g.kind}) on {g.plan.summary()}")
+            log(f"generator: {g.name} ({g.kind}) on {g.where}")
             for r in g.plan.reasons:
                 log(f"  - {r}")
         if "encoder" in needs:

@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--study", help="then import the episodes into this study database ...")
     p.add_argument("--campaign", help="... as a new campaign with the model preset (Humanness, Engagingness, "
                                       "Memorability; EMMA §5.3 Table 4) of this name")
+    from engine.backbones.server import add_server_args
+
+    add_server_args(p)
     p.set_defaults(func=run)
 
 
@@ -98,6 +101,17 @@ def run(args) -> int:
     except (ModelNotFoundError, RegistryError, ValueError, KeyError) as e:
         _err(f"error: {e}")
         return 1
+    if getattr(args, "generator_url", None):
+        from engine.backbones.server import ServerError
+
+        try:
+            workers = factory.workers  # connects now: a wrong URL fails before the first episode
+        except (ModelNotFoundError, ServerError, ValueError) as e:
+            _err(f"error: {e}")
+            return 1
+        _err(f"self-play: {workers} episodes at a time (requests batched on the generator server)")
+    else:
+        workers = 1
 
     from tqdm import tqdm
 
@@ -120,7 +134,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     try:
         episodes = run_selfplay(plans, factory, args.out, seats=seats, seed=args.seed, reseed=_reseed,
-                                on_episode=on_episode, progress=progress)
+                                on_episode=on_episode, progress=progress, workers=workers)
     except CannotOpen as e:
         bar.close()
         _err(f"error: {e}")

@@ -184,31 +184,68 @@ def episode_id_for(seed_id: str, number: int) -> str:
 def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str | Path, *, seats: dict[str, str] | Callable,
                  seed: int = 0, reseed: Callable[[int], None] | None = None,
                  on_episode: Callable[[Episode, int, int], None] | None = None, progress: Progress | None = None,
-                 cancel: threading.Event | None = None) -> list[Episode]:
+                 cancel: threading.Event | None = None, workers: int = 1) -> list[Episode]:
     """Play one episode per plan into ``out`` (``memlab-episode/1``), resuming after the episodes
     already there; episode ``n`` is seeded with ``seed + n`` whatever was resumed.
 
     ``seats``: a function ``plan → {speaker name: system name}``. Returns every episode in ``out``.
+    ``workers`` > 1 (a generator server, which batches concurrent requests): that many episodes are played
+    at once, each in its own thread with its own four instances; each is written when it ends, the file
+    in plan order. ``reseed`` is then not called (sampling is seeded per request on the server).
     """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     out = Path(out)
     done: list[Episode] = read_episodes(out) if out.exists() else []
     done_ids = {e.id for e in done}
-    for n, plan in enumerate(plans):
-        eid = episode_id_for(plan.seed_id, n)
-        if eid in done_ids:
-            continue
-        if cancel is not None and cancel.is_set():
-            break
+    order = {episode_id_for(p.seed_id, n): n for n, p in enumerate(plans)}
+    total = sum(len(p.sessions) * p.max_turns for p in plans)
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+    workers = max(1, int(workers))
+
+    def play(n: int, plan: SelfPlayPlan) -> Episode:
         seat_map = seats(plan) if callable(seats) else seats
         per = len(plan.sessions) * plan.max_turns
-        total = sum(len(p.sessions) * p.max_turns for p in plans)
-        offset = sum(len(p.sessions) * p.max_turns for p in plans[:n])
-        ep_progress = None if progress is None else (
-            lambda stage, done, _t, n=n: progress(f"episode {n + 1}/{len(plans)} {stage}", offset + min(done, per), total))
-        ep = play_episode(plan, make_agent, episode_id=eid, seats=seat_map, seed=seed + n, reseed=reseed,
-                          progress=ep_progress, cancel=cancel)
+        ep_progress = None
+        if progress is not None:
+            def ep_progress(stage, d, _t, n=n, per=per):
+                with lock:
+                    counts[n] = min(d, per)
+                    played = sum(len(p.sessions) * p.max_turns for i, p in enumerate(plans)
+                                 if episode_id_for(p.seed_id, i) in done_ids) + sum(counts.values())
+                running = f" ({workers} episodes at a time)" if workers > 1 else ""
+                progress(f"episode {n + 1}/{len(plans)} {stage}{running}", played, total)
+        return play_episode(plan, make_agent, episode_id=episode_id_for(plan.seed_id, n), seats=seat_map,
+                            seed=seed + n, reseed=reseed if workers == 1 else None, progress=ep_progress,
+                            cancel=cancel)
+
+    def finished(ep: Episode, n: int) -> None:
         done.append(ep)
+        done_ids.add(ep.id)
+        done.sort(key=lambda e: order.get(e.id, -1))
         write_episodes(out, done)
         if on_episode:
             on_episode(ep, n, len(plans))
+
+    todo = [(n, p) for n, p in enumerate(plans) if episode_id_for(p.seed_id, n) not in done_ids]
+    if workers == 1:
+        for n, plan in todo:
+            if cancel is not None and cancel.is_set():
+                break
+            finished(play(n, plan), n)
+        return done
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memlab-selfplay") as ex:
+        pending: dict = {}
+        queue = list(reversed(todo))
+        while queue or pending:
+            while queue and len(pending) < workers and not (cancel is not None and cancel.is_set()):
+                n, plan = queue.pop()
+                pending[ex.submit(play, n, plan)] = n
+            if not pending:
+                break
+            ready, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in ready:
+                n = pending.pop(f)
+                finished(f.result(), n)  # an episode's error ends the run; the finished ones are written
     return done

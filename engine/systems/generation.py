@@ -10,6 +10,11 @@ seq2seq backbones.
   classification by scoring the label words instead of sampling a generation; on causal models
   the prompts' shared prefix is run once and its keys/values reused (:mod:`prefix_cache`).
 * :func:`fit_to_window` — drop the oldest turns until a prompt fits the context window.
+* :func:`complete_many` — one continuation per prompt (concurrent requests on a generator server).
+
+Every function runs in this process on ``lm.model`` — the in-process generator backend — unless
+``lm.backend`` is set (a generator server, :mod:`engine.backbones.server`): then the same rendered prompt
+text goes to that backend (docs/architecture.md, "Generator backends").
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ class GenerationSettings:
 def context_window(lm: LoadedLM) -> int:
     """Usable input length in tokens: the model's position limit (and the tokenizer's); a seq2seq
     model without absolute positions (T5) gets the paper's 1024 (Appendix E.1)."""
-    cfg = getattr(lm.model, "config", None)
+    cfg = lm.config if lm.model is None else getattr(lm.model, "config", None)
     limits = []
     for attr in ("max_position_embeddings", "n_positions"):
         v = getattr(cfg, attr, None)
@@ -153,6 +158,9 @@ def stream_generate(lm: LoadedLM, prompt: str, settings: GenerationSettings | No
     worker (e.g. out of memory) are re-raised here.
     """
     settings = settings or GenerationSettings()
+    if lm.backend is not None:  # a generator server (engine.backbones.server): same prompt text, streamed
+        yield from lm.backend.stream(prompt, settings, cancel, adapter=lm.adapter)
+        return
     _ensure_pad(lm.tokenizer)
     inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
                        if lm.kind == "causal" else context_window(lm))
@@ -167,6 +175,9 @@ def stream_from_inputs(lm: LoadedLM, inputs: dict, settings: GenerationSettings 
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     settings = settings or GenerationSettings()
+    if lm.backend is not None:
+        raise NotImplementedError(f"{lm.backend.where}: decoding from input embeddings (a soft prefix) runs "
+                                  "in process only; load the generator in this process for this system")
     tok = lm.tokenizer
     _ensure_pad(tok)
     stop = threading.Event()
@@ -227,6 +238,8 @@ def sample_texts(lm: LoadedLM, prompt: str, n: int, settings: GenerationSettings
     if n < 1:
         return []
     settings = dataclasses.replace(settings or GenerationSettings(), do_sample=True)
+    if lm.backend is not None:
+        return lm.backend.sample(prompt, n, settings, cancel, adapter=lm.adapter)
     tok = lm.tokenizer
     _ensure_pad(tok)
     inputs = _tokenize(lm, [prompt], max_length=max(16, context_window(lm) - settings.max_new_tokens)
@@ -250,9 +263,30 @@ def sample_texts(lm: LoadedLM, prompt: str, n: int, settings: GenerationSettings
     return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
 
+def complete_many(lm: LoadedLM, prompts: list[str], settings: GenerationSettings | None = None,
+                  cancel: threading.Event | None = None, progress: Callable[[int, int, int], None] | None = None
+                  ) -> list[str]:
+    """One whole continuation per prompt, in order; ``progress(done, total, in_flight)``. On a generator
+    server the prompts go as concurrent requests (up to its ``max_in_flight``, the server batches them); in
+    this process one after another on the same path as :func:`generate_text`."""
+    settings = settings or GenerationSettings()
+    if lm.backend is not None:
+        return lm.backend.complete_many(list(prompts), settings, cancel, adapter=lm.adapter, progress=progress)
+    out = []
+    for i, p in enumerate(prompts):
+        out.append(generate_text(lm, p, settings, cancel))
+        if progress:
+            progress(i + 1, len(prompts), 0)
+    return out
+
+
 def describe_lm(lm: LoadedLM) -> dict:
-    """Which generator a responder runs on, on which device, and why (for the UI and reports)."""
-    return {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+    """Which generator a responder runs on, on which device (or server), and why (for the UI and reports)."""
+    d = {"lm": lm.name, "lm_kind": lm.kind, "lm_device": lm.plan.summary(), "lm_reasons": list(lm.plan.reasons)}
+    if lm.backend is not None:
+        d["lm_device"] = lm.backend.where
+        d["lm_backend"] = lm.backend.describe()
+    return d
 
 
 class LMResponder:
@@ -309,6 +343,11 @@ def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | lis
     label_ids = [_label_ids(lm, lab) for lab in labels]
     if any(not ids for ids in label_ids):
         raise ValueError(f"a label tokenizes to nothing: {labels!r}")
+    if lm.backend is not None:  # a generator server: the labels' token strings, concurrent requests
+        if lm.kind != "causal":
+            raise NotImplementedError("label scoring on a generator server needs a causal model")
+        pieces = [[tok.decode([i]) for i in ids] for ids in label_ids]
+        return lm.backend.score_labels(list(prompts), pieces, adapter=lm.adapter, stats=stats)
     info = {"prefix_tokens": 0, "prefix_cached": False, "batches": 0, "fallback": None}
     out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
     if not prompts:

@@ -64,7 +64,10 @@ def form_problem(text: str, seen: set[str]) -> str | None:
 
 def continuation_logprobs(lm, prompts: list[str], answers: list[str], batch_size: int = 8) -> list[float]:
     """Mean per-token log-probability of each ``answers[i]`` as the model's answer to ``prompts[i]``
-    (teacher forcing; causal: prompt + answer in one sequence, seq2seq: the answer as decoder target)."""
+    (teacher forcing; causal: prompt + answer in one sequence, seq2seq: the answer as decoder target). On a
+    generator server (``lm.backend``) the server echoes the answer's log-probabilities."""
+    if lm.backend is not None:
+        return [total / max(1, n) for total, n in lm.backend.continuation_logprobs(prompts, answers, adapter=lm.adapter)]
     import torch
 
     tok = lm.tokenizer
