@@ -15,7 +15,8 @@ from PySide6.QtCore import QObject, QSettings, Signal
 MAX_RECENT = 8
 
 # Settings keys for the models the engine worker loads (the Models page edits them).
-MODEL_KEYS = ("models/lm", "models/encoder", "models/generator_adapter", "models/retriever", "models/load_in_4bit")
+MODEL_KEYS = ("models/lm", "models/encoder", "models/generator_adapter", "models/retriever", "models/load_in_4bit",
+              "models/generator_url", "models/served_model", "models/served_adapter")
 
 
 def engine_installed() -> bool:
@@ -109,13 +110,19 @@ class AppContext(QObject):
                                   or self.settings.value("models/emma_adapter", "") or ""),
             "retriever": self.settings.value("models/retriever", "") or "",
             "load_in_4bit": str(self.settings.value("models/load_in_4bit", "false")).lower() == "true",
+            # an OpenAI-compatible generator server (vLLM, llama.cpp) instead of loading the generator
+            "generator_url": self.settings.value("models/generator_url", "") or "",
+            "served_model": self.settings.value("models/served_model", "") or "",
+            "served_adapter": self.settings.value("models/served_adapter", "") or "",
         }
         cfg["lm"] = os.environ.get("MEMLAB_LM", cfg["lm"])
+        cfg["generator_url"] = os.environ.get("MEMLAB_GENERATOR_URL", cfg["generator_url"])
         cfg["encoder"] = os.environ.get("MEMLAB_ENCODER", cfg["encoder"])
         return cfg
 
     def set_model_config(self, cfg: dict) -> None:
-        for key in ("lm", "encoder", "generator_adapter", "retriever"):
+        for key in ("lm", "encoder", "generator_adapter", "retriever", "generator_url", "served_model",
+                    "served_adapter"):
             self.settings.setValue(f"models/{key}", cfg.get(key, "") or "")
         self.settings.setValue("models/load_in_4bit", "true" if cfg.get("load_in_4bit") else "false")
         self.settings.sync()

@@ -157,7 +157,8 @@ class _Worker:
     def op_set_config(self, req, rid):
         new = dict(req.config)
         if any(new.get(k) != self.config.get(k)
-               for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever")):
+               for k in ("lm", "encoder", "load_in_4bit", "generator_adapter", "retriever", "generator_url",
+                         "served_model", "served_adapter")):
             self.lm = self.encoder = self.retriever = None
             self.warmed = False
             self.shared_models.clear()
@@ -186,6 +187,9 @@ class _Worker:
             if loaded is not None:
                 info[label] = {"name": getattr(loaded, "name", ""), "kind": getattr(loaded, "kind", ""),
                                "plan": _plan_dict(getattr(loaded, "plan", None))}
+                backend = getattr(loaded, "backend", None)
+                if backend is not None:
+                    info[label]["server"] = backend.describe() | {"where": backend.where}
         try:
             from engine.backbones import embedded
 
@@ -211,10 +215,22 @@ class _Worker:
 
                     found, adapter_note = find_default_adapter()
                     adapter = str(found) if found else None
-            report("loading language model " + os.path.basename(lm_id.rstrip("/")), 0, 3)
-            self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")), adapter=adapter)
-            if adapter_note:
-                self.lm.plan.reasons.append(adapter_note)
+            url = self.config.get("generator_url") or os.environ.get("MEMLAB_GENERATOR_URL") or ""
+            if url:  # generation on an OpenAI-compatible server (vLLM, llama.cpp); the tokenizer loads here
+                report("connecting to the generator server " + url, 0, 3)
+                self.lm = loading.connect_lm(url, lm_id, served_model=self.config.get("served_model") or None,
+                                             adapter=self.config.get("served_adapter") or None,
+                                             api_key=os.environ.get("MEMLAB_GENERATOR_KEY"),
+                                             max_in_flight=int(self.config.get("in_flight") or 8))
+                if adapter:
+                    self.lm.plan.reasons.append(
+                        f"generator adapter {adapter} not loaded here: on a server the adapter is the one it serves "
+                        f"under the 'served adapter' name ({self.config.get('served_adapter') or 'none set'})")
+            else:
+                report("loading language model " + os.path.basename(lm_id.rstrip("/")), 0, 3)
+                self.lm = loading.load_lm(lm_id, quantize_4bit=bool(self.config.get("load_in_4bit")), adapter=adapter)
+                if adapter_note:
+                    self.lm.plan.reasons.append(adapter_note)
         if "encoder" in needs and self.encoder is None:
             report("loading encoder " + os.path.basename(enc_id.rstrip("/")), 1, 3)
             self.encoder = loading.load_encoder(enc_id)

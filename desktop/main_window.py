@@ -185,7 +185,11 @@ class MainWindow(QMainWindow):
     def _on_engine_info(self, info: dict):
         lm = info.get("lm") or {}
         plan = lm.get("plan") or {}
-        if plan:
+        if lm.get("server"):
+            srv = lm["server"]
+            self.device_label.setText(f"device: generator server {srv.get('url', '')}")
+            self.device_label.setToolTip("Why:\n" + "\n".join(plan.get("reasons") or []))
+        elif plan:
             q = ", 4-bit" if plan.get("load_in_4bit") else ""
             reasons = plan.get("reasons") or []
             why = next((r for r in reasons if not r.startswith(("loaded", "the tokenizer"))), "")

@@ -20,6 +20,12 @@ PATH_FIELDS = (("lm", "Backbone (generator)", "dir", "Hugging Face id or model d
                ("encoder", "Encoder (retriever)", "dir", "BERT-family id or directory; empty = embedded MiniLM"),
                ("generator_adapter", "Generator adapter", "dir", "LoRA adapter on the generator, e.g. a published/trained EMMA dialogue adapter; empty = the shipped EMMA adapter (embedded SmolLM2 only)"),
                ("retriever", "EMMA retriever", "file", "published retriever checkpoint, .safetensors (optional)"))
+#: generation on an OpenAI-compatible server (engine/backbones/server.py) instead of in the engine process
+SERVER_FIELDS = (("generator_url", "Generator server", "OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp); "
+                  "empty = generate in the engine process"),
+                 ("served_model", "Served model", "its base model's name on the server; empty = the first it lists"),
+                 ("served_adapter", "Served adapter", "LoRA the server applies per request, by its served name "
+                  "(vLLM --lora-modules NAME=DIR); empty = none"))
 
 
 class ModelsPage(QWidget):
@@ -53,6 +59,12 @@ class ModelsPage(QWidget):
             row.addWidget(edit, 1)
             row.addWidget(browse)
             form.addRow(label, row)
+            self.fields[key] = edit
+        for key, label, tip in SERVER_FIELDS:
+            edit = QLineEdit(cfg.get(key, ""))
+            edit.setPlaceholderText(tip)
+            edit.setToolTip(tip)
+            form.addRow(label, edit)
             self.fields[key] = edit
         self.four_bit = QCheckBox("Load the generator in 4-bit (bitsandbytes NF4, CUDA only)")
         self.four_bit.setChecked(bool(cfg.get("load_in_4bit")))
@@ -222,7 +234,9 @@ class ModelsPage(QWidget):
             self.four_bit.setChecked(False)
         lm, enc = info.get("lm") or {}, info.get("encoder") or {}
         plan = lm.get("plan") or {}
-        if plan:
+        if lm.get("server"):
+            head = f"Generator runs on <b>{html.escape(lm['server'].get('where', '?'))}</b>."
+        elif plan:
             q = ", 4-bit NF4" if plan.get("load_in_4bit") else ""
             head = f"Generator runs on <b>{html.escape(plan.get('device', '?'))} {html.escape(plan.get('dtype', '?'))}{q}</b>."
         else:
@@ -236,8 +250,9 @@ class ModelsPage(QWidget):
             if m:
                 p = m.get("plan") or {}
                 kind = f" ({html.escape(str(m['kind']))})" if m.get("kind") else ""
-                out.append(f"<p><b>{title}</b>: {html.escape(str(m.get('name')))}{kind}"
-                           f" on {html.escape(str(p.get('device')))} {html.escape(str(p.get('dtype')))}</p><ul>")
+                where = (html.escape(m["server"].get("where", "")) if m.get("server")
+                         else f"{html.escape(str(p.get('device')))} {html.escape(str(p.get('dtype')))}")
+                out.append(f"<p><b>{title}</b>: {html.escape(str(m.get('name')))}{kind} on {where}</p><ul>")
                 out += [f"<li>{html.escape(r)}</li>" for r in p.get("reasons", [])]
                 out.append("</ul>")
         d = info.get("defaults") or {}

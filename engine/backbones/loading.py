@@ -200,6 +200,6 @@ def connect_lm(url: str, tokenizer_source, *, served_model: str | None = None, a
                 f"generator server {backend.spec.url} does not serve an adapter named {adapter!r} (it serves: "
                 f"{', '.join(served) or 'nothing'}); start it with --lora-modules {adapter}=ADAPTER_DIR")
         reasons.append(f"LoRA adapter {adapter!r} applied by the server on every request")
-    plan = DevicePlan(device="server", dtype="server's", reasons=reasons)
+    plan = DevicePlan(device="server", dtype="", reasons=reasons)
     return LoadedLM(model=None, tokenizer=tokenizer, kind=kind, name=f"{backend.model}@{backend.spec.url}",
                     plan=plan, adapter=adapter, backend=backend, config=config)
