@@ -213,3 +213,44 @@ def _env(smollm2_dir):
     if "MEMLAB_HOME" not in env and home.name.startswith("memlab-home"):
         env["MEMLAB_HOME"] = str(home)
     return env
+
+
+@needs_server
+@pytest.mark.slow
+def test_milp_partner_memories_are_served_per_request(server, smollm2_dir, tmp_path):
+    """MiLP on a generator server: the partner's adapter is trained in process; a server that cannot load it
+    at run time (llama.cpp) leaves that partner's replies in process, said in the notes; a server started
+    with the exported GGUF serves it by name, and its log-probabilities equal the in-process bank's."""
+    from engine.backbones.llama_cpp_server import start_llama_cpp_server
+    from engine.data.model import Speaker
+    from engine.systems import generation as gen
+    from engine.systems import registry
+    from engine.systems.emma.grounding import continuation_logprobs
+    from engine.systems.milp.served import ServedMemories
+
+    models = registry.Models(settings=gen.GenerationSettings(max_new_tokens=12, do_sample=False),
+                             generator=_connect(server, smollm2_dir))
+    agent = registry.build_agent("milp", models, steps=4, budget_s=120, lr=3e-3)
+    main, sam = Speaker("Alice", "teacher"), Speaker("Sam", "nurse")
+    agent.start_session(main, sam, 0)
+    assert "".join(agent.respond("Hi! I'm Sam. I work night shifts and my dog Rex waits for me at home."))
+    update = agent.end_session()
+    assert "trained a new memory adapter for Sam" in update.notes[0]
+    agent.start_session(main, sam, 1)
+    reply = "".join(agent.respond("Guess what happened at home today?"))
+    assert reply and any("generated in this process" in n and "HTTP 404" in n for n in agent.served.notes)
+    key = agent._key()
+    name, gguf_path = agent.served.export_gguf(key, tmp_path)
+    with start_llama_cpp_server(loras={name: gguf_path}, n_threads=2) as other:
+        served = ServedMemories(_connect(other, smollm2_dir), agent.bank,
+                                base_config=Path(smollm2_dir) / "config.json")
+        lm = served.lm_for(key)
+        assert lm is not None and lm.adapter == name and not served.fallback
+        prompt = agent.responder.reply_prompt(main, sam, [], 1, [("Sam", "Guess what happened at home today?")])
+        answers = ["My dog Rex chewed the sofa while I was at work."]
+        remote = continuation_logprobs(lm, [prompt], answers)[0]
+        with agent.bank.active(key):
+            local = continuation_logprobs(agent.bank.lm, [prompt], answers)[0]
+        base = continuation_logprobs(served.remote, [prompt], answers)[0]
+    assert abs(remote - local) < 0.1, (remote, local, base)
+    assert abs(remote - base) > 2 * abs(remote - local), (remote, local, base)  # the memory was applied

@@ -298,14 +298,25 @@ class OpenAIServerBackend:
         """Register a peft LoRA directory under ``name`` on the server (vLLM's ``/v1/load_lora_adapter``,
         allowed when the server runs with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``; the directory must be
         readable by the server). Later requests for ``name`` use it."""
-        try:
-            import httpx
+        import json
+        import urllib.error
+        import urllib.request
 
-            self._call(f"loading adapter {name!r}", self.client.post, "/load_lora_adapter",
-                       body={"lora_name": name, "lora_path": str(directory)}, cast_to=httpx.Response)
-        except ServerError as e:
-            raise ServerError(f"{e} — start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-                              f"or serve the adapter at start-up (--lora-modules {name}={directory})") from e
+        req = urllib.request.Request(self.spec.url + "/load_lora_adapter", method="POST",
+                                     data=json.dumps({"lora_name": name, "lora_path": str(directory)}).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {self.spec.api_key or 'EMPTY'}"})
+        hint = (f"start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or serve the adapter "
+                f"at start-up (--lora-modules {name}={directory})")
+        try:
+            self.requests += 1
+            with urllib.request.urlopen(req, timeout=self.spec.timeout_s) as r:
+                r.read()
+        except urllib.error.HTTPError as e:
+            raise ServerError(f"generator server {self.spec.url} refused loading adapter {name!r}: HTTP {e.code} "
+                              f"— {hint}") from e
+        except OSError as e:
+            raise ServerError(f"generator server {self.spec.url} unreachable while loading adapter {name!r}: {e}") from e
         self.adapters[name] = str(directory)
 
     # ------------------------------------------------------------------ concurrency

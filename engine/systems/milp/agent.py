@@ -13,6 +13,7 @@ introduced, the corresponding parameterized module can be loaded into the base m
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -27,9 +28,10 @@ class MilpAgent(SessionLogAgent):
     name = "milp"
 
     def __init__(self, responder, bank: AdapterBank, theta: Theta, *, train_settings: TrainSettings | None = None,
-                 theta_source: str = ""):
+                 theta_source: str = "", served=None):
         super().__init__(responder)
         self.bank = bank
+        self.served = served  # engine.systems.milp.served.ServedMemories when replies come from a generator server
         self.theta = theta
         self.theta_source = theta_source
         self.train_settings = train_settings or TrainSettings()
@@ -47,12 +49,34 @@ class MilpAgent(SessionLogAgent):
         if rec is not None and not self.bank.has(adapter_key(partner.name)):
             self.bank.load_packed(adapter_key(partner.name), rec["packed"])
 
+    @contextlib.contextmanager
+    def _generating(self):
+        """The partner's memory active for a reply: on the generator server by the adapters' served name
+        (:mod:`.served`), else — in process, or where the server cannot have them — in the bank."""
+        key = self._key()
+        remote = self.served.lm_for(key) if self.served is not None else None
+        if remote is not None:
+            self.responder.lm = remote
+            try:
+                yield
+            finally:
+                self.responder.lm = self.served.remote
+            return
+        with self.bank.active(key):
+            if self.served is not None:
+                self.responder.lm = self.bank.lm
+            try:
+                yield
+            finally:
+                if self.served is not None:
+                    self.responder.lm = self.served.remote
+
     def respond(self, utterance, cancel=None):
-        with self.bank.active(self._key()):
+        with self._generating():
             yield from super().respond(utterance, cancel)
 
     def sample_replies(self, utterance, n, cancel=None):
-        with self.bank.active(self._key()):
+        with self._generating():
             return super().sample_replies(utterance, n, cancel)
 
     def given_items(self, ids):
@@ -90,6 +114,8 @@ class MilpAgent(SessionLogAgent):
                                 cancel=self.cancel_training)
         finally:
             self.cancel_training.clear()  # a stop ends this session end only, never the next one
+        if self.served is not None:
+            self.served.refresh(key)  # retrained: a new served name at the next reply
         packed = self.bank.pack(key)
         self.memories[partner] = {
             "theta": theta.to_dict(), "packed": packed, "trained_turns": len(history),
@@ -138,4 +164,6 @@ class MilpAgent(SessionLogAgent):
     def describe(self) -> dict:
         return {**super().describe(), "theta": self.theta.describe(), "theta_source": self.theta_source,
                 "instruction_adapter": bool(self.bank.instruct), "partners_with_memory": sorted(self.memories),
-                "train_budget_s": self.train_settings.max_seconds}
+                "train_budget_s": self.train_settings.max_seconds,
+                **({"served": {"where": self.served.remote.where, "notes": list(self.served.notes)}}
+                   if self.served is not None else {})}

@@ -26,6 +26,17 @@ def build_milp(models, options: dict):
     from .responder import PersonalResponder
 
     lm = dataclasses.replace(models.generator)  # MiLP wraps .model in peft; the other systems keep theirs
+    remote = None
+    if lm.backend is not None:
+        # replies on the generator server (per-partner LoRA per request, .served); the adapters are trained
+        # on an in-process copy of the same backbone (the served model's tokenizer directory)
+        from engine.backbones.loading import load_lm
+
+        remote = lm
+        backbone_dir = lm.tokenizer.name_or_path
+        lm = load_lm(backbone_dir)
+        lm.plan.reasons.append(f"MiLP trains its per-partner adapters on this in-process {backbone_dir}; replies come "
+                               f"from {remote.where}")
     if hasattr(lm.model, "peft_config"):
         # the shared generator carries another system's adapter (e.g. EMMA's): MiLP's memories go on its own
         # copy of the plain backbone (that adapter's layers removed, not merged), said in the plan's reasons
@@ -49,8 +60,15 @@ def build_milp(models, options: dict):
     settings = TrainSettings(lr=options["lr"], max_steps=options["steps"], epochs=max(1, options["steps"]),
                              max_seconds=0.9 * options["budget_s"], batch_size=options["batch_size"],
                              max_input_tokens=256)
-    return MilpAgent(PersonalResponder(lm, models.settings), bank, theta, train_settings=settings,
-                     theta_source=source)
+    served = None
+    if remote is not None:
+        from pathlib import Path
+
+        from .served import ServedMemories
+
+        served = ServedMemories(remote, bank, base_config=Path(remote.tokenizer.name_or_path) / "config.json")
+    return MilpAgent(PersonalResponder(remote or lm, models.settings), bank, theta, train_settings=settings,
+                     theta_source=source, served=served)
 
 
 def build_tplp(models, options: dict):
