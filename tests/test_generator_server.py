@@ -254,3 +254,20 @@ def test_milp_partner_memories_are_served_per_request(server, smollm2_dir, tmp_p
         base = continuation_logprobs(served.remote, [prompt], answers)[0]
     assert abs(remote - local) < 0.1, (remote, local, base)
     assert abs(remote - base) > 2 * abs(remote - local), (remote, local, base)  # the memory was applied
+
+
+@needs_server
+@pytest.mark.slow
+def test_mdr_given_a_server_generator_runs_in_process_and_says_so(server, smollm2_dir):
+    from engine.backbones.embedded import default_encoder_path
+    from engine.backbones.loading import load_encoder
+    from engine.data.model import Speaker
+    from engine.systems import generation as gen
+    from engine.systems import registry
+
+    models = registry.Models(settings=gen.GenerationSettings(max_new_tokens=10), generator=_connect(server, smollm2_dir),
+                             encoder=load_encoder(str(default_encoder_path())))
+    agent = registry.build_agent("mdr", models, persona="I love surfing.", temperature=0)
+    agent.start_session(Speaker("Alice", "nurse"), Speaker("Bob", "student"), 0)
+    assert "".join(agent.respond("Do you like the beach?")).strip()
+    assert any("MDR runs in this process" in r and server.url in r for r in agent.describe()["lm_reasons"])

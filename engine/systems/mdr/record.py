@@ -7,6 +7,7 @@ from engine.systems.registry import Option, SystemRecord
 
 
 _LOADED: dict = {}
+_LOCAL: dict = {}  # the in-process generator copy used when the shared generator is on a server
 UNTRAINED = "untrained"
 
 
@@ -20,6 +21,19 @@ def build(models, options: dict):
     from .checkpoints import CheckpointError, find_checkpoint, load_model
 
     generator, encoder = models.generator, models.encoder
+    server_note = ""
+    if generator is not None and generator.backend is not None:
+        # MDR decodes from R(K) as soft-prefix embeddings (Eq. 14): a completions server takes text, so MDR runs
+        # on an in-process copy of the served model (loaded once), and says so
+        from engine.backbones.loading import load_lm
+
+        src = generator.tokenizer.name_or_path
+        if src not in _LOCAL:
+            _LOCAL.clear()
+            _LOCAL[src] = load_lm(src)
+        server_note = (f"MDR runs in this process on {src}, not on {generator.backend.where}: its decoder reads the "
+                       "distilled response feature as input embeddings (Eq. 14), which a completions server does not take")
+        generator = _LOCAL[src]
     if encoder is None:
         raise ValueError("MDR needs a sentence encoder for its teacher and student (paper §3.2)")
     path, note = (options.get("checkpoint") or None), ""
@@ -39,8 +53,9 @@ def build(models, options: dict):
         _LOADED[key] = untrained_model(generator, encoder) if path == UNTRAINED else load_model(path, generator, encoder)
     model, _ = _LOADED[key]
     plan = DevicePlan(generator.plan.device, generator.plan.dtype, False,
-                      list(generator.plan.reasons) + [note, "MDR decoder: a private copy of the generator with "
-                                                      "MDR's LoRA merged in (the shared generator is unchanged)"])
+                      list(generator.plan.reasons) + [r for r in (server_note,) if r] + [
+                          note, "MDR decoder: a private copy of the generator with MDR's LoRA merged in (the shared "
+                          "generator is unchanged)"])
     lm = LoadedLM(model.decoder.lm, model.decoder.tokenizer, "causal", generator.name, plan, adapter=str(path))
     base = models.settings or GenerationSettings()
     temperature = float(options.get("temperature", 0.7))
