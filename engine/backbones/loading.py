@@ -201,5 +201,8 @@ def connect_lm(url: str, tokenizer_source, *, served_model: str | None = None, a
                 f"{', '.join(served) or 'nothing'}); start it with --lora-modules {adapter}=ADAPTER_DIR")
         reasons.append(f"LoRA adapter {adapter!r} applied by the server on every request")
     plan = DevicePlan(device="server", dtype="", reasons=reasons)
-    return LoadedLM(model=None, tokenizer=tokenizer, kind=kind, name=f"{backend.model}@{backend.spec.url}",
+    from urllib.parse import urlparse
+
+    host = urlparse(backend.spec.url).netloc  # no slashes: UIs show a model name's last path segment
+    return LoadedLM(model=None, tokenizer=tokenizer, kind=kind, name=f"{backend.model}@{host}",
                     plan=plan, adapter=adapter, backend=backend, config=config)
