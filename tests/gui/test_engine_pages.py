@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_engine import engine_env
+from tiny_engine import engine_env, environment
 
 pytest.importorskip("torch")
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -21,19 +21,13 @@ WAIT = 180_000  # ms; the 2-core build machine is shared
 def ctx(qapp, tmp_path_factory):
     root = tmp_path_factory.mktemp("engine-gui")
     env = engine_env(Path(os.environ.get("MEMLAB_TEST_MODELS", root)))
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from desktop.context import AppContext
+    with environment(env):
+        from desktop.context import AppContext
 
-    c = AppContext(settings_path=root / "settings.ini", data_dir=root / "data")
-    assert c.engine_available
-    yield c
-    c.shutdown()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        c = AppContext(settings_path=root / "settings.ini", data_dir=root / "data")
+        assert c.engine_available
+        yield c
+        c.shutdown()
 
 
 def _idle(page):

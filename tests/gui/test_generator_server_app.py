@@ -4,10 +4,14 @@ the page saying where generation runs, and a Chat page turn streamed from the se
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny_engine import environment  # noqa: E402
 
 from engine.backbones.llama_cpp_server import llama_cpp_missing
 
@@ -32,8 +36,11 @@ def test_models_page_connects_the_worker_to_a_generator_server_and_chat_streams(
     from engine.backbones.embedded import default_encoder_path
 
     env = {"MEMLAB_LM": str(smollm2_dir), "MEMLAB_ENCODER": str(default_encoder_path())}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    with environment(env):
+        _drive(qtbot, tmp_path, server)
+
+
+def _drive(qtbot, tmp_path, server):
     from desktop.context import AppContext
     from desktop.pages.chat import ChatPage
     from desktop.pages.models import ModelsPage
@@ -63,8 +70,3 @@ def test_models_page_connects_the_worker_to_a_generator_server_and_chat_streams(
         assert bot.text == "".join(tokens).strip()
     finally:
         ctx.shutdown()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_engine import engine_env  # noqa: E402
+from tiny_engine import engine_env, environment  # noqa: E402
 
 pytest.importorskip("torch")
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -19,18 +19,12 @@ WAIT = 240_000
 def ctx(qapp, tmp_path_factory):
     root = tmp_path_factory.mktemp("offline-eval")
     env = engine_env(Path(os.environ.get("MEMLAB_TEST_MODELS", root)))
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from desktop.context import AppContext
+    with environment(env):
+        from desktop.context import AppContext
 
-    c = AppContext(settings_path=root / "settings.ini", data_dir=root / "data")
-    yield c
-    c.shutdown()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        c = AppContext(settings_path=root / "settings.ini", data_dir=root / "data")
+        yield c
+        c.shutdown()
 
 
 @pytest.fixture

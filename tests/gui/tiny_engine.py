@@ -3,6 +3,7 @@ real engine worker (it loads models by path, as the app does with the embedded d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,3 +23,18 @@ def engine_env(tmp_root: Path) -> dict:
 
     lm_dir = save_tiny_causal(tmp_root / "tiny-causal")
     return {"MEMLAB_LM": str(lm_dir), "MEMLAB_ENCODER": str(default_encoder_path())}
+
+
+@contextlib.contextmanager
+def environment(env: dict):
+    """``os.environ`` updated with ``env`` inside the block, restored after it."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
