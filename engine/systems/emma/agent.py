@@ -163,7 +163,10 @@ class EmmaAgent(StoreBackedAgent):
         self.retriever.refresh(store)  # one batch for the new memories' vectors
         pairs = self.link_candidates_for([m.id for m in new])
         if progress:
-            progress(f"linking: scoring {len(pairs)} memory pairs", steps - 2, steps)
+            backend = getattr(getattr(self.dialogue, "lm", None), "backend", None)
+            where = (f", up to {min(backend.max_in_flight, len(pairs))} requests in flight on the generator server"
+                     if backend is not None and pairs else "")
+            progress(f"linking: scoring {len(pairs)} memory pairs{where}", steps - 2, steps)
         probs = self.link_probabilities([(store.get(a).text, store.get(b).text) for a, b in pairs])
         links = []
         for (a, b), p in zip(pairs, np.asarray(probs)):
