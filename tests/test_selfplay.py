@@ -109,3 +109,19 @@ def test_cli_names_the_seed_file_when_it_cannot_seed(tmp_path, capsys):
     rc = main(["selfplay", "--seeds", str(bad), "--episodes", "2", "--out", str(tmp_path / "o.json")])
     err = capsys.readouterr().err
     assert rc == 2 and "seeds.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_each_turn_once_and_episodes_in_parallel_keep_plan_order(models, seeds, tmp_path, workers):
+    """The turn count never exceeds the total (a finished episode is counted once); with workers > 1 (a
+    generator server) the episodes are played at once and written in plan order, each with its own seed."""
+    plans = [plan_from_seed(s, sessions=2, max_turns=2) for s in seeds[:3]]
+    seen = []
+    eps = run_selfplay(plans, _factory(models), tmp_path / "sp.json", seats=_seats, seed=5, reseed=_reseed,
+                       progress=lambda stage, done, total: seen.append((done, total)), workers=workers)
+    total = sum(len(p.sessions) * p.max_turns for p in plans)
+    assert seen and all(d <= t == total for d, t in seen)
+    from engine.selfplay.runner import episode_id_for
+
+    in_order = [episode_id_for(p.seed_id, n) for n, p in enumerate(plans)]
+    assert [e.id for e in eps] == in_order == [e.id for e in read_episodes(tmp_path / "sp.json")]

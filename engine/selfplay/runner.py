@@ -221,8 +221,10 @@ def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str |
                             cancel=cancel)
 
     def finished(ep: Episode, n: int) -> None:
-        done.append(ep)
-        done_ids.add(ep.id)
+        with lock:
+            counts.pop(n, None)  # now counted as a whole episode
+            done.append(ep)
+            done_ids.add(ep.id)
         done.sort(key=lambda e: order.get(e.id, -1))
         write_episodes(out, done)
         if on_episode:
