@@ -125,7 +125,8 @@ def run_compare(queries: list[Query], systems: list[str], build: Callable[[str],
 
     ``workers`` > 1 (a generator server, whose requests are batched on the server): blocks of ``workers``
     queries are answered concurrently, one agent per query in its own thread, system after system; the
-    records are kept in query order. ``reseed`` is then not called (sampling is seeded on the server)."""
+    records are kept in query order. ``reseed`` is then not called: a process-wide torch seed means nothing to
+    concurrent requests (the server samples; its replies are reproducible only with ``GenerationSettings.seed``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     results = {name: SystemResult(name) for name in systems}

@@ -191,7 +191,8 @@ def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str |
     ``seats``: a function ``plan → {speaker name: system name}``. Returns every episode in ``out``.
     ``workers`` > 1 (a generator server, which batches concurrent requests): that many episodes are played
     at once, each in its own thread with its own four instances; each is written when it ends, the file
-    in plan order. ``reseed`` is then not called (sampling is seeded per request on the server).
+    in plan order. ``reseed`` is then not called: a process-wide torch seed means nothing to concurrent
+    requests (the server samples; reproducible only with a seed in the generation settings).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
