@@ -63,6 +63,6 @@ def register(sub) -> None:
     p.add_argument("--retriever", help="published EMMA retriever checkpoint (.safetensors)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 generator (CUDA only)")
     p.set_defaults(func=cmd_serve)
-    from engine.backbones import server_cli
+    from engine import serving_cli
 
-    server_cli.register(es)
+    serving_cli.register(es)
