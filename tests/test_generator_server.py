@@ -271,3 +271,15 @@ def test_mdr_given_a_server_generator_runs_in_process_and_says_so(server, smollm
     agent.start_session(Speaker("Alice", "nurse"), Speaker("Bob", "student"), 0)
     assert "".join(agent.respond("Do you like the beach?")).strip()
     assert any("MDR runs in this process" in r and server.url in r for r in agent.describe()["lm_reasons"])
+
+
+def test_vllm_command_serves_each_adapter_per_request(capsys):
+    from desktop.cli import main
+
+    assert main(["engine", "vllm-command", "/models/smollm2", "--adapter", f"emma={EMMA_ADAPTER}",
+                 "--adapter", "milp-sam=/tmp/sam"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve /models/smollm2 --host 127.0.0.1")
+    assert "--enable-lora" in line and f"--lora-modules emma={EMMA_ADAPTER} milp-sam=/tmp/sam" in line
+    assert main(["engine", "vllm-command", "/m", "--adapter", "no-equals-sign"]) == 2
+    assert "expected NAME=DIRECTORY" in capsys.readouterr().err
