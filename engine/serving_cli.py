@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -61,15 +62,16 @@ def cmd_llama_cpp(args) -> int:
         api_key = os.environ.get("MEMLAB_GENERATOR_KEY")
         server = start_llama_cpp_server(args.gguf, port=args.port, n_ctx=args.n_ctx, n_threads=args.threads,
                                         api_key=api_key, loras=loras)
-    except (UnsupportedAdapter, ServerUnavailable, OSError) as e:
+    except (UnsupportedAdapter, ServerUnavailable, OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
         return 1
     names = ", ".join([server.alias, *loras]) or server.alias
     print(f"generator server (llama.cpp) listening on {server.url} — models: {names}"
           f"{' (API key from MEMLAB_GENERATOR_KEY)' if api_key else ''}", flush=True)
     served = next(iter(loras), None)
-    print(f"use: memlab chat --generator-url {server.url}" + (f" --served-adapter {served}" if served else ""),
-          flush=True)
+    print(f"use: memlab chat --generator-url {server.url} --served-context {server.n_ctx}"
+          + (f" --served-adapter {served}" if served else ""), flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
@@ -79,6 +81,7 @@ def cmd_llama_cpp(args) -> int:
         pass
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if server.process.returncode in (0, -15, None) else 1
 
 

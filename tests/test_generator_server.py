@@ -76,7 +76,7 @@ def server(smollm2_dir, tmp_path_factory):
 def _connect(server, smollm2_dir, **kw):
     from engine.backbones.loading import connect_lm
 
-    return connect_lm(server.url, str(smollm2_dir), **kw)
+    return connect_lm(server.url, str(smollm2_dir), context=getattr(server, "n_ctx", None), **kw)
 
 
 @needs_server
@@ -86,7 +86,7 @@ def test_streams_samples_and_cancels_on_the_server(server, smollm2_dir):
 
     lm = _connect(server, smollm2_dir)
     assert lm.model is None and lm.backend is not None and "127.0.0.1" in lm.where
-    assert gen.context_window(lm) == 8192  # from the served model's config, read locally
+    assert gen.context_window(lm) == server.n_ctx == 2048  # the served context, shorter than the config's 8192
     prompt = gen.render_chat(lm, [{"role": "user", "content": "Name one fruit."}])
     pieces = list(gen.stream_generate(lm, prompt, gen.GenerationSettings(max_new_tokens=12, do_sample=False)))
     assert len(pieces) >= 2 and "".join(pieces).strip()

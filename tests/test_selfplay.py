@@ -125,3 +125,23 @@ def test_progress_counts_each_turn_once_and_episodes_in_parallel_keep_plan_order
 
     in_order = [episode_id_for(p.seed_id, n) for n, p in enumerate(plans)]
     assert [e.id for e in eps] == in_order == [e.id for e in read_episodes(tmp_path / "sp.json")]
+
+
+def test_an_episode_that_fails_in_parallel_stops_the_run_and_keeps_the_finished_ones(models, seeds, tmp_path):
+    plans = [plan_from_seed(s, sessions=1, max_turns=2) for s in seeds[:3]]
+    bad = plans[1].main.name
+    assert bad not in {plans[0].main.name, plans[2].main.name}
+
+    def factory(role, speaker):
+        if speaker.name == bad:
+            raise RuntimeError(f"cannot seat {speaker.name}")
+        return registry.build_agent("emma", models)
+
+    out = tmp_path / "sp.json"
+    with pytest.raises(RuntimeError, match=f"cannot seat {bad}"):
+        run_selfplay(plans, factory, out, seats=_seats, seed=5, workers=2)
+    kept = [e.id for e in read_episodes(out)] if out.exists() else []
+    from engine.selfplay.runner import episode_id_for
+
+    assert episode_id_for(plans[1].seed_id, 1) not in kept
+    assert set(kept) <= {episode_id_for(plans[0].seed_id, 0), episode_id_for(plans[2].seed_id, 2)}

@@ -64,6 +64,8 @@ class LlamaCppServer:
     api_key: str | None = None
     log: Path | None = None
     argv: list[str] = field(default_factory=list)
+    n_ctx: int = 2048
+    workdir: Path | None = None  # its config file and log, removed by stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -73,6 +75,10 @@ class LlamaCppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
+        if self.workdir is not None:
+            import shutil
+
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -120,19 +126,26 @@ def start_llama_cpp_server(gguf: str | Path | None = None, *, alias: str = DEFAU
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + startup_timeout_s
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise ServerUnavailable(f"llama_cpp.server exited with code {proc.returncode}; its log ({log}) ends:\n{tail}")
-        try:
-            req = urllib.request.Request(url + "/models", headers=headers)
-            with urllib.request.urlopen(req, timeout=2) as r:
-                if r.status == 200:
-                    return LlamaCppServer(proc, url, alias, gguf, api_key, log, argv)
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise ServerUnavailable(f"llama_cpp.server did not answer on {url} within {startup_timeout_s:.0f} s (log: {log})")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise ServerUnavailable(f"llama_cpp.server exited with code {proc.returncode}; its log ({log}) "
+                                        f"ends:\n{tail}")
+            try:
+                req = urllib.request.Request(url + "/models", headers=headers)
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    if r.status == 200:
+                        return LlamaCppServer(proc, url, alias, gguf, api_key, log, argv, n_ctx, cfg.parent)
+            except OSError:
+                time.sleep(0.25)
+        raise ServerUnavailable(f"llama_cpp.server did not answer on {url} within {startup_timeout_s:.0f} s "
+                                f"(log: {log})")
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        raise
 
 
 def vllm_command(base: str, adapters: dict[str, str] | None = None, *, port: int = 8000,

@@ -171,12 +171,13 @@ def load_encoder(name_or_path, *, pooling: str | None = None, allow_pickle: bool
 
 
 def connect_lm(url: str, tokenizer_source, *, served_model: str | None = None, adapter: str | None = None,
-               api_key: str | None = None, max_in_flight: int = 8) -> LoadedLM:
+               api_key: str | None = None, max_in_flight: int = 8, context: int | None = None) -> LoadedLM:
     """A :class:`LoadedLM` whose generation runs on an OpenAI-compatible server (vLLM, llama.cpp) at ``url``
     (:mod:`engine.backbones.server`). No weights load here: ``tokenizer_source`` (the served model's hub id or
     directory) gives the tokenizer and config, so prompts are rendered — chat template, window fitting —
     exactly as for the in-process model. ``adapter`` is a LoRA's *served name* (vLLM ``--lora-modules
-    NAME=DIR``), applied per request; it must be one the server lists."""
+    NAME=DIR``), applied per request; it must be one the server lists. ``context``: the served context length
+    (default: what the server lists — vLLM does —, else the model config's); prompts are fitted to it."""
     from transformers import AutoConfig, AutoTokenizer
 
     from .server import OpenAIServerBackend, ServerSpec
@@ -190,9 +191,10 @@ def connect_lm(url: str, tokenizer_source, *, served_model: str | None = None, a
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     backend = OpenAIServerBackend(ServerSpec.parse(url, model=served_model, api_key=api_key,
-                                                   max_in_flight=max_in_flight))
+                                                   max_in_flight=max_in_flight, context=context))
     reasons = [f"generation on {backend.where}",
-               f"prompts rendered here with the tokenizer and chat template of {src.describe()}"]
+               f"prompts rendered here with the tokenizer and chat template of {src.describe()}"
+               + (f", fitted to the served context of {backend.context} tokens" if backend.context else "")]
     if adapter:
         served = backend.models()
         if adapter not in served:

@@ -43,10 +43,18 @@ from .types import ModelNotFoundError
 BatchProgress = Callable[[int, int, int], None]
 
 DEFAULT_TOP_K = 20  # vLLM's default --max-logprobs is 20
+#: prompts arrive with the chat template's special tokens already in the text (as in process): vLLM must not
+#: add a BOS of its own (llama.cpp's server ignores the field and adds one only where the GGUF asks)
+NO_SPECIAL = {"add_special_tokens": False}
 
 
 class ServerError(RuntimeError):
-    """The server refused or failed a request; the message names the server and what was asked."""
+    """The server refused or failed a request; the message names the server and what was asked. ``status``
+    is the HTTP status when the server answered with one (None: unreachable, timed out, cut off)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -60,6 +68,7 @@ class ServerSpec:
     max_in_flight: int = 8
     timeout_s: float = 300.0
     top_k: int = DEFAULT_TOP_K
+    context: int | None = None  # the served context length when known (vLLM lists it; llama.cpp's n_ctx)
 
     @classmethod
     def parse(cls, url: str, **kw) -> "ServerSpec":
@@ -85,7 +94,7 @@ def _sampling(settings, *, n: int = 1) -> dict:
     if n > 1:
         kw["n"] = n
     extra = {"repetition_penalty": float(settings.repetition_penalty),
-             "repeat_penalty": float(settings.repetition_penalty)}
+             "repeat_penalty": float(settings.repetition_penalty), **NO_SPECIAL}
     if settings.min_new_tokens:
         extra["min_tokens"] = int(settings.min_new_tokens)
     return kw | {"extra_body": extra}
@@ -105,7 +114,12 @@ class OpenAIServerBackend:
                                     timeout=spec.timeout_s, max_retries=1)
         self.requests = 0  # requests sent (for reports)
         self.max_in_flight = max(1, int(spec.max_in_flight))
+        # one cap for every request of this backend, however many pools and agents send them (eval compare's
+        # concurrent queries each score labels concurrently): never more than max_in_flight at the server
+        self._slots = threading.BoundedSemaphore(self.max_in_flight)
+        self._count_lock = threading.Lock()
         self.model = spec.model or self._first_model()
+        self.context = spec.context or self._served_context()
         self.adapters: dict[str, str] = {}  # adapters registered through load_adapter: name -> directory
         self.echo_ok = True  # False for good once the server refuses echo (score_labels)
 
@@ -118,19 +132,43 @@ class OpenAIServerBackend:
         return {"backend": "openai-server", "url": self.spec.url, "served_model": self.model,
                 "max_in_flight": self.max_in_flight}
 
-    def _call(self, what: str, fn, *a, **kw):
-        try:
+    def _count(self) -> None:
+        with self._count_lock:
             self.requests += 1
-            return fn(*a, **kw)
-        except self._openai.APIConnectionError as e:
-            raise ServerError(f"generator server {self.spec.url} unreachable during {what}: {e}") from e
-        except self._openai.APIStatusError as e:
-            raise ServerError(f"generator server {self.spec.url} refused {what}: HTTP {e.status_code} "
-                              f"{getattr(e, 'message', e)}") from e
+
+    def _error(self, what: str, e: BaseException) -> ServerError:
+        if isinstance(e, ServerError):
+            return e
+        if isinstance(e, self._openai.APIStatusError):
+            return ServerError(f"generator server {self.spec.url} refused {what}: HTTP {e.status_code} "
+                               f"{getattr(e, 'message', e)}", e.status_code)
+        if isinstance(e, self._openai.APIConnectionError):
+            return ServerError(f"generator server {self.spec.url} unreachable during {what}: {e}")
+        return ServerError(f"generator server {self.spec.url} failed during {what}: {type(e).__name__}: {e}")
+
+    def _call(self, what: str, fn, *a, **kw):
+        with self._slots:
+            self._count()
+            try:
+                return fn(*a, **kw)
+            except Exception as e:  # noqa: BLE001 — every client error becomes a located ServerError
+                raise self._error(what, e) from e
 
     def models(self) -> list[str]:
         page = self._call("listing models", self.client.models.list)
         return [m.id for m in page.data]
+
+    def _served_context(self) -> int | None:
+        """The served model's context length where the server lists it (vLLM: ``max_model_len``)."""
+        try:
+            page = self._call("listing models", self.client.models.list)
+        except ServerError:
+            return None
+        for m in page.data:
+            if m.id == self.model:
+                n = getattr(m, "max_model_len", None) or (getattr(m, "model_extra", None) or {}).get("max_model_len")
+                return int(n) if isinstance(n, (int, float)) and n > 0 else None
+        return None
 
     def _first_model(self) -> str:
         names = self.models()
@@ -148,16 +186,26 @@ class OpenAIServerBackend:
         raises :class:`engine.agent.Cancelled` (imported lazily: the contract module is torch-free)."""
         from engine.agent import Cancelled
 
-        stream = self._call("a streamed completion", self.client.completions.create,
-                            model=self._model_for(adapter), prompt=prompt, stream=True, **_sampling(settings))
-        try:
-            for chunk in stream:
-                if cancel is not None and cancel.is_set():
-                    break
-                if chunk.choices and chunk.choices[0].text:
-                    yield chunk.choices[0].text
-        finally:
-            stream.close()
+        with self._slots:  # a stream holds its slot until it ends
+            self._count()
+            what = "a streamed completion"
+            try:
+                stream = self.client.completions.create(model=self._model_for(adapter), prompt=prompt, stream=True,
+                                                        **_sampling(settings))
+            except Exception as e:  # noqa: BLE001
+                raise self._error(what, e) from e
+            try:
+                for chunk in stream:
+                    if cancel is not None and cancel.is_set():
+                        break
+                    if chunk.choices and chunk.choices[0].text:
+                        yield chunk.choices[0].text
+            except GeneratorExit:
+                raise
+            except Exception as e:  # noqa: BLE001 — an error event or a cut connection mid-stream
+                raise self._error(what, e) from e
+            finally:
+                stream.close()
         if cancel is not None and cancel.is_set():
             raise Cancelled("generation cancelled")
 
@@ -216,7 +264,7 @@ class OpenAIServerBackend:
         + label``; None when the echoed tokens do not end with ``label`` (another tokenisation)."""
         resp = self._call("label log-probabilities (echo)", self.client.completions.create,
                           model=self._model_for(adapter), prompt=prompt + label, max_tokens=1, temperature=0.0,
-                          echo=True, logprobs=1, stream=False)
+                          echo=True, logprobs=1, stream=False, extra_body=NO_SPECIAL)
         lp = resp.choices[0].logprobs
         tokens = list(getattr(lp, "tokens", None) or [])
         values = list(getattr(lp, "token_logprobs", None) or [])
@@ -237,7 +285,7 @@ class OpenAIServerBackend:
     def _top_logprobs(self, prompt: str, adapter: str | None) -> dict[str, float]:
         resp = self._call("label log-probabilities", self.client.completions.create,
                           model=self._model_for(adapter), prompt=prompt, max_tokens=1, temperature=0.0,
-                          logprobs=self.spec.top_k, stream=False)
+                          logprobs=self.spec.top_k, stream=False, extra_body=NO_SPECIAL)
         lp = resp.choices[0].logprobs
         tops = getattr(lp, "top_logprobs", None) if lp is not None else None
         if not tops or tops[0] is None:
@@ -263,7 +311,9 @@ class OpenAIServerBackend:
         if self.echo_ok:
             try:
                 value = self._echo_logprob(prompt, pieces, adapter)
-            except ServerError:
+            except ServerError as e:
+                if e.status is None or not 400 <= e.status < 500:
+                    raise  # a timeout or a cut connection is an error, not a server without echo
                 self.echo_ok = False
             with lock:
                 info["requests"] += 1
@@ -309,12 +359,12 @@ class OpenAIServerBackend:
         hint = (f"start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or serve the adapter "
                 f"at start-up (--lora-modules {name}={directory})")
         try:
-            self.requests += 1
-            with urllib.request.urlopen(req, timeout=self.spec.timeout_s) as r:
+            self._count()
+            with self._slots, urllib.request.urlopen(req, timeout=self.spec.timeout_s) as r:
                 r.read()
         except urllib.error.HTTPError as e:
             raise ServerError(f"generator server {self.spec.url} refused loading adapter {name!r}: HTTP {e.code} "
-                              f"— {hint}") from e
+                              f"— {hint}", e.code) from e
         except OSError as e:
             raise ServerError(f"generator server {self.spec.url} unreachable while loading adapter {name!r}: {e}") from e
         self.adapters[name] = str(directory)
@@ -366,6 +416,8 @@ def add_server_args(p) -> None:
     g.add_argument("--served-adapter", help="LoRA the server applies per request, by its served name "
                                             "(vLLM --lora-modules NAME=DIR)")
     g.add_argument("--in-flight", type=int, default=8, help="concurrent requests at most (default 8)")
+    g.add_argument("--served-context", type=int, help="the server's context length in tokens (default: what it "
+                                                      "lists, else the model's; llama.cpp: its n_ctx)")
 
 
 def server_options(args) -> dict | None:
@@ -377,4 +429,4 @@ def server_options(args) -> dict | None:
         return None
     return {"url": url, "served_model": getattr(args, "served_model", None),
             "adapter": getattr(args, "served_adapter", None), "api_key": os.environ.get("MEMLAB_GENERATOR_KEY"),
-            "max_in_flight": getattr(args, "in_flight", 8) or 8}
+            "max_in_flight": getattr(args, "in_flight", 8) or 8, "context": getattr(args, "served_context", None)}

@@ -205,7 +205,7 @@ def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str |
     lock = threading.Lock()
     workers = max(1, int(workers))
 
-    def play(n: int, plan: SelfPlayPlan) -> Episode:
+    def play(n: int, plan: SelfPlayPlan, stop: threading.Event | None = None) -> Episode:
         seat_map = seats(plan) if callable(seats) else seats
         per = len(plan.sessions) * plan.max_turns
         ep_progress = None
@@ -219,7 +219,7 @@ def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str |
                 progress(f"episode {n + 1}/{len(plans)} {stage}{running}", played, total)
         return play_episode(plan, make_agent, episode_id=episode_id_for(plan.seed_id, n), seats=seat_map,
                             seed=seed + n, reseed=reseed if workers == 1 else None, progress=ep_progress,
-                            cancel=cancel)
+                            cancel=stop if stop is not None else cancel)
 
     def finished(ep: Episode, n: int) -> None:
         with lock:
@@ -238,17 +238,36 @@ def run_selfplay(plans: list[SelfPlayPlan], make_agent: AgentFactory, out: str |
                 break
             finished(play(n, plan), n)
         return done
+    from engine.agent import Cancelled
+
+    abort = threading.Event()  # set on the first error or on the caller's cancel: the running episodes stop
+    stop_with: BaseException | None = None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="memlab-selfplay") as ex:
         pending: dict = {}
         queue = list(reversed(todo))
         while queue or pending:
-            while queue and len(pending) < workers and not (cancel is not None and cancel.is_set()):
+            if cancel is not None and cancel.is_set():
+                abort.set()
+            while queue and len(pending) < workers and not abort.is_set():
                 n, plan = queue.pop()
-                pending[ex.submit(play, n, plan)] = n
+                pending[ex.submit(play, n, plan, abort)] = n
             if not pending:
                 break
-            ready, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            ready, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
             for f in ready:
                 n = pending.pop(f)
-                finished(f.result(), n)  # an episode's error ends the run; the finished ones are written
+                try:
+                    ep = f.result()
+                except Cancelled as e:
+                    if stop_with is None and cancel is not None and cancel.is_set():
+                        stop_with = e
+                    continue
+                except BaseException as e:  # noqa: BLE001 — re-raised once the finished episodes are written
+                    if stop_with is None or isinstance(stop_with, Cancelled):
+                        stop_with = e
+                    abort.set()
+                    continue
+                finished(ep, n)  # every episode that ended is written, whatever happens to the others
+    if stop_with is not None:
+        raise stop_with
     return done

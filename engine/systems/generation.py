@@ -72,6 +72,9 @@ def context_window(lm: LoadedLM) -> int:
     tmax = getattr(lm.tokenizer, "model_max_length", None)
     if isinstance(tmax, int) and 0 < tmax < 1_000_000:
         limits.append(tmax)
+    served = getattr(lm.backend, "context", None) if lm.backend is not None else None
+    if isinstance(served, int) and served > 0:  # a server may serve a shorter context than the model's
+        limits.append(served)
     return min(limits) if limits else DEFAULT_WINDOW
 
 

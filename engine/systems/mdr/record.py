@@ -8,6 +8,7 @@ from engine.systems.registry import Option, SystemRecord
 
 _LOADED: dict = {}
 _LOCAL: dict = {}  # the in-process generator copy used when the shared generator is on a server
+_LOCK = __import__("threading").Lock()  # agents are built concurrently when the generator is on a server
 UNTRAINED = "untrained"
 
 
@@ -28,12 +29,14 @@ def build(models, options: dict):
         from engine.backbones.loading import load_lm
 
         src = generator.tokenizer.name_or_path
-        if src not in _LOCAL:
-            _LOCAL.clear()
-            _LOCAL[src] = load_lm(src)
+        with _LOCK:
+            if src not in _LOCAL:
+                _LOCAL.clear()
+                _LOCAL[src] = load_lm(src)
+            local = _LOCAL[src]
         server_note = (f"MDR runs in this process on {src}, not on {generator.backend.where}: its decoder reads the "
                        "distilled response feature as input embeddings (Eq. 14), which a completions server does not take")
-        generator = _LOCAL[src]
+        generator = local
     if encoder is None:
         raise ValueError("MDR needs a sentence encoder for its teacher and student (paper §3.2)")
     path, note = (options.get("checkpoint") or None), ""
@@ -48,10 +51,12 @@ def build(models, options: dict):
         if path is None:
             raise CheckpointError(note)
     key = (str(path), id(generator.model), id(encoder.model))
-    if key not in _LOADED:  # one private copy per checkpoint and backbones: a fresh agent per user is cheap
-        _LOADED.clear()
-        _LOADED[key] = untrained_model(generator, encoder) if path == UNTRAINED else load_model(path, generator, encoder)
-    model, _ = _LOADED[key]
+    with _LOCK:
+        if key not in _LOADED:  # one private copy per checkpoint and backbones: a fresh agent per user is cheap
+            _LOADED.clear()
+            _LOADED[key] = (untrained_model(generator, encoder) if path == UNTRAINED
+                            else load_model(path, generator, encoder))
+        model, _ = _LOADED[key]
     plan = DevicePlan(generator.plan.device, generator.plan.dtype, False,
                       list(generator.plan.reasons) + [r for r in (server_note,) if r] + [
                           note, "MDR decoder: a private copy of the generator with MDR's LoRA merged in (the shared "

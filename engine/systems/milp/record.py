@@ -17,6 +17,22 @@ def _num_layers(lm) -> int:
     raise ValueError(f"cannot tell how many layers {lm.name} has")
 
 
+_TRAINING_COPIES: dict = {}
+_COPY_LOCK = __import__("threading").Lock()
+
+
+def _training_copy(backbone_dir: str):
+    """The in-process backbone MiLP trains on when replies come from a generator server: loaded once (eval
+    compare and self-play build an agent per user or seat, several at a time)."""
+    from engine.backbones.loading import load_lm
+
+    with _COPY_LOCK:
+        if backbone_dir not in _TRAINING_COPIES:
+            _TRAINING_COPIES.clear()
+            _TRAINING_COPIES[backbone_dir] = load_lm(backbone_dir)
+        return _TRAINING_COPIES[backbone_dir]
+
+
 def build_milp(models, options: dict):
     import dataclasses
 
@@ -30,13 +46,11 @@ def build_milp(models, options: dict):
     if lm.backend is not None:
         # replies on the generator server (per-partner LoRA per request, .served); the adapters are trained
         # on an in-process copy of the same backbone (the served model's tokenizer directory)
-        from engine.backbones.loading import load_lm
-
-        remote = lm
+        remote = dataclasses.replace(lm, adapter=None)  # MiLP's own adapters, never another system's served LoRA
         backbone_dir = lm.tokenizer.name_or_path
-        lm = load_lm(backbone_dir)
-        lm.plan.reasons.append(f"MiLP trains its per-partner adapters on this in-process {backbone_dir}; replies come "
-                               f"from {remote.where}")
+        lm = dataclasses.replace(_training_copy(backbone_dir))
+        lm.plan = dataclasses.replace(lm.plan, reasons=list(lm.plan.reasons) + [
+            f"MiLP trains its per-partner adapters on this in-process {backbone_dir}; replies come from {remote.where}"])
     if hasattr(lm.model, "peft_config"):
         # the shared generator carries another system's adapter (e.g. EMMA's): MiLP's memories go on its own
         # copy of the plain backbone (that adapter's layers removed, not merged), said in the plan's reasons

@@ -102,7 +102,7 @@ class ServedMemories:
                     self.remote.backend.load_adapter(name, str(self.export_peft(key)))
                     self._served.add(name)
                     self.notes.append(f"adapter {name} loaded on {self.remote.backend.spec.url}")
-                except ServerError as e:
+                except (ServerError, ValueError, KeyError, OSError) as e:  # refused, or not convertible
                     why = (f"{name}: the generator server neither serves it nor loads adapters at run time ({e}); "
                            "this partner's replies are generated in this process")
                     self.fallback[name] = why
