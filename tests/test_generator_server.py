@@ -239,6 +239,7 @@ def test_milp_partner_memories_are_served_per_request(server, smollm2_dir, tmp_p
     agent.start_session(main, sam, 1)
     reply = "".join(agent.respond("Guess what happened at home today?"))
     assert reply and any("generated in this process" in n and "HTTP 404" in n for n in agent.served.notes)
+    assert "generated in this process" in agent.last_turn.given[0]["text"]  # said on the turn, in the chat
     key = agent._key()
     name, gguf_path = agent.served.export_gguf(key, tmp_path)
     with start_llama_cpp_server(loras={name: gguf_path}, n_threads=2) as other:

@@ -179,8 +179,10 @@ def stream_from_inputs(lm: LoadedLM, inputs: dict, settings: GenerationSettings 
 
     settings = settings or GenerationSettings()
     if lm.backend is not None:
-        raise NotImplementedError(f"{lm.backend.where}: decoding from input embeddings (a soft prefix) runs "
-                                  "in process only; load the generator in this process for this system")
+        from engine.agent import Unsupported
+
+        raise Unsupported(f"{lm.backend.where}: decoding from input embeddings (a soft prefix) runs in process "
+                          "only; load the generator in this process for this system")
     tok = lm.tokenizer
     _ensure_pad(tok)
     stop = threading.Event()
@@ -348,7 +350,10 @@ def score_labels(lm: LoadedLM, prompts: list[str], labels: tuple[str, ...] | lis
         raise ValueError(f"a label tokenizes to nothing: {labels!r}")
     if lm.backend is not None:  # a generator server: the labels' token strings, concurrent requests
         if lm.kind != "causal":
-            raise NotImplementedError("label scoring on a generator server needs a causal model")
+            from engine.agent import Unsupported
+
+            raise Unsupported(f"{lm.backend.where}: label scoring on a generator server needs a causal model "
+                              f"({lm.name} is {lm.kind}); load it in this process")
         pieces = [[tok.decode([i]) for i in ids] for ids in label_ids]
         return lm.backend.score_labels(list(prompts), pieces, adapter=lm.adapter, stats=stats)
     info = {"prefix_tokens": 0, "prefix_cached": False, "batches": 0, "fallback": None}

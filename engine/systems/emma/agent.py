@@ -138,6 +138,10 @@ class EmmaAgent(StoreBackedAgent):
         if self.links_settings.schedule == "session-end":
             links = self.link_new(new, progress, steps)
             notes.append(f"linked {len(links)} pairs (threshold {self.link_threshold:.3f}: {self.link_threshold_source})")
+            bounds = (getattr(self.dialogue, "last_link_stats", None) or {}).get("upper_bounds", 0)
+            if new and bounds:  # a generator server without echo: some label log-probabilities are only bounded
+                notes.append(f"{bounds} link label scores are upper bounds (the generator server returned the label "
+                             "outside its top alternatives and refuses echo): those links may be missed")
         else:
             links, self.turn_links = list(self.turn_links), []
             notes.append(f"per-turn linking: {len(links)} links made during the session")

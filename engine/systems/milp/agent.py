@@ -83,9 +83,14 @@ class MilpAgent(SessionLogAgent):
         rec = self.memories.get(getattr(self.partner, "name", ""), None)
         if rec is None:
             return []
+        where = ""
+        if self.served is not None:  # say, on the turn, where this memory ran
+            name = self.served.served_name(adapter_key(self.partner.name))
+            where = (", generated in this process: the generator server cannot load it" if name in self.served.fallback
+                     else f", served as {name}")
         return [{"kind": "memory", "id": adapter_key(self.partner.name), "adapter": True,
                  "text": f"parameterised memory of {self.partner.name}: {Theta.from_dict(rec['theta']).describe()}, "
-                         f"trained on {rec['trained_turns']} turns"}]
+                         f"trained on {rec['trained_turns']} turns{where}"}]
 
     def turn_memories(self, history):
         key = self._key()
