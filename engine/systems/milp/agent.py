@@ -48,6 +48,8 @@ class MilpAgent(SessionLogAgent):
         rec = self.memories.get(partner.name)
         if rec is not None and not self.bank.has(adapter_key(partner.name)):
             self.bank.load_packed(adapter_key(partner.name), rec["packed"])
+            if self.served is not None:
+                self.served.refresh(adapter_key(partner.name))
 
     @contextlib.contextmanager
     def _generating(self):

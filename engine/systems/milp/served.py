@@ -32,6 +32,7 @@ class ServedMemories:
         self.notes: list[str] = []
         self.fallback: dict[str, str] = {}  # served name -> why it runs in this process
         self._served: set[str] = set()
+        self._names: dict = {}  # key -> served name (hashing the adapter files once, not at every reply)
         self._tmp = Path(tempfile.mkdtemp(prefix="memlab-milp-served-"))
 
     def close(self) -> None:
@@ -52,8 +53,15 @@ class ServedMemories:
     def refresh(self, key: str) -> None:
         """Forget the written copy of ``key`` (its adapter was retrained)."""
         shutil.rmtree(self._tmp / "adapters" / key, ignore_errors=True)
+        self._names.pop(key, None)
 
     def served_name(self, key: str | None) -> str | None:
+        if key in self._names:
+            return self._names[key]
+        self._names[key] = name = self._hash_name(key)
+        return name
+
+    def _hash_name(self, key: str | None) -> str | None:
         dirs = self.active_dirs(key)
         if not dirs:
             return None
